@@ -1,0 +1,50 @@
+# The single entry point: `make help` lists the targets.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+PYTHON_LIBDIR := $(shell python3 -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+# cargo test and clippy link the crate against libpython (pyo3 without extension-module).
+export LD_LIBRARY_PATH := $(PYTHON_LIBDIR):$(LD_LIBRARY_PATH)
+export PYO3_PYTHON := $(shell command -v python3)
+PY_SOURCES := python tests bench
+
+.PHONY: help venv build run test lint test-rust test-python bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.deps: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.deps ## create .venv with every dependency
+
+build: venv ## build the Rust extension in release mode into .venv
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --skip-install
+
+run: build ## run the daemon on its embedded defaults (PostgreSQL in ./tidegate-data)
+	$(BIN)/tidegate serve
+
+lint: venv ## format and lint checks, type checks
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest tidegate._core
+
+test-rust: ## Rust unit tests
+	cargo test --quiet
+
+test-python: build ## pytest against real PostgreSQL and real OTLP clients
+	$(BIN)/pytest
+
+test: build lint test-rust test-python ## everything CI runs
+
+bench: build ## end-to-end benchmark: tidegate against the baseline on real PostgreSQL
+	$(BIN)/python bench/e2e.py
+
+clean: ## remove build outputs and the virtualenv
+	rm -rf $(VENV) target python/tidegate/_core*.so

@@ -1,0 +1,96 @@
+"""The ``tidegate`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from tidegate import __version__
+from tidegate.config import Config, load
+from tidegate.daemon import Daemon
+from tidegate.errors import ConfigError, StorageError
+
+log = logging.getLogger("tidegate")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    parser.print_help()
+    return EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tidegate", description="OpenTelemetry ingest daemon")
+    parser.add_argument("--version", action="version", version=f"tidegate {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the daemon")
+    serve.add_argument("--config", help="TOML configuration file")
+    serve.add_argument("--dsn", help="PostgreSQL DSN (default: embedded PostgreSQL)")
+    serve.add_argument("--data-dir", help="data directory (default ./tidegate-data)")
+    serve.add_argument("--grpc-listen", help="OTLP/gRPC host:port (default 127.0.0.1:4317)")
+    serve.add_argument("--http-listen", help="metrics/health host:port (default 127.0.0.1:9464)")
+    serve.add_argument("--log-level", help="debug, info, warning or error")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = load(
+            args.config,
+            overrides={
+                "storage.dsn": args.dsn,
+                "data_dir": args.data_dir,
+                "grpc.listen": args.grpc_listen,
+                "http.listen": args.http_listen,
+                "log_level": args.log_level,
+            },
+        )
+    except ConfigError as exc:
+        print(f"tidegate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(_run(config))
+    except StorageError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+
+
+async def _run(config: Config) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    daemon = Daemon(config)
+    await daemon.start()
+    await stop.wait()
+    log.info("shutting down: no new requests; flushing what was accepted")
+    await daemon.stop()
+    dropped = sum(
+        sample.value
+        for metric in daemon.telemetry.points_dropped.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+    if dropped:
+        log.error("%d accepted points could not be stored", int(dropped))
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Static configuration: one place for every default, loaded from TOML, environment and flags.
+
+Precedence, lowest first: the defaults below, the TOML file, ``TIDEGATE_<SECTION>_<KEY>``
+environment variables, command-line flags. Unknown keys are rejected by name wherever they come
+from, so a typo never silently leaves a default in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tidegate.errors import ConfigError
+
+MIB = 1024 * 1024
+
+# Environment variables with this prefix are configuration, except these, which the test
+# suite and CI read themselves.
+ENV_PREFIX = "TIDEGATE_"
+ENV_NOT_CONFIG = ("TIDEGATE_REQUIRE_ALL", "TIDEGATE_TEST_")
+# Short spellings for the settings people set most.
+ENV_ALIASES = {"TIDEGATE_DSN": "storage.dsn", "TIDEGATE_DATA_DIR": "data_dir"}
+
+
+@dataclass
+class GrpcConfig:
+    """The OTLP/gRPC listener."""
+
+    listen: str = "127.0.0.1:4317"  # loopback by default: exposing it is a deliberate choice
+    max_message_bytes: int = 16 * MIB  # the OTLP exporters' own default batch stays far below
+    max_concurrent_rpcs: int = 256
+
+
+@dataclass
+class HttpConfig:
+    """The HTTP listener for /metrics, /healthz and /readyz."""
+
+    listen: str = "127.0.0.1:9464"  # 9464 is the port OpenTelemetry uses for Prometheus scrapes
+
+
+@dataclass
+class StorageConfig:
+    """Where metrics go. An empty DSN starts the embedded PostgreSQL in the data directory."""
+
+    dsn: str = ""
+    pool_size: int = 4
+    connect_timeout_seconds: float = 30.0
+
+
+@dataclass
+class IngestConfig:
+    """Admission limits and buffering between the receiver and PostgreSQL."""
+
+    max_attributes: int = 128
+    max_attribute_value_bytes: int = 4096
+    max_name_bytes: int = 1024
+    # Points older than the metrics retention would be dropped by retention anyway.
+    max_past_seconds: int = 30 * 86400
+    # Clock skew allowance for clients whose clocks run ahead.
+    max_future_seconds: int = 3600
+    # A flush turns everything buffered into one COPY batch; a longer interval means wider
+    # chunks (fewer rows per point) at the price of more unflushed data held in memory.
+    flush_interval_seconds: float = 1.0
+    # Flush early once this many points are buffered, to bound memory under load.
+    flush_points: int = 500_000
+    # Above this many unwritten points, Export answers UNAVAILABLE with RetryInfo.
+    max_buffered_points: int = 4_000_000
+    # Threads that run the Rust decoder with the GIL released.
+    decode_threads: int = 2
+    retry_after_seconds: float = 1.0
+
+
+@dataclass
+class Config:
+    """The whole static configuration of one daemon."""
+
+    data_dir: str = "./tidegate-data"
+    log_level: str = "info"
+    shutdown_timeout_seconds: float = 30.0
+    grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    def validate(self) -> None:
+        """Check the invariants no single field can express; raise ConfigError naming the key."""
+        for key in ("grpc.listen", "http.listen"):
+            parse_listen(key, lookup(self, key))
+        positive = [
+            "grpc.max_message_bytes",
+            "grpc.max_concurrent_rpcs",
+            "storage.pool_size",
+            "storage.connect_timeout_seconds",
+            "ingest.max_attributes",
+            "ingest.max_attribute_value_bytes",
+            "ingest.max_name_bytes",
+            "ingest.max_past_seconds",
+            "ingest.max_future_seconds",
+            "ingest.flush_interval_seconds",
+            "ingest.flush_points",
+            "ingest.max_buffered_points",
+            "ingest.decode_threads",
+            "ingest.retry_after_seconds",
+            "shutdown_timeout_seconds",
+        ]
+        for key in positive:
+            if lookup(self, key) <= 0:
+                raise ConfigError(f"{key} must be greater than 0, got {lookup(self, key)!r}")
+        if self.grpc.max_message_bytes > 1024 * MIB:
+            raise ConfigError("grpc.max_message_bytes must be at most 1 GiB")
+        if self.ingest.flush_points > self.ingest.max_buffered_points:
+            raise ConfigError("ingest.flush_points must not exceed ingest.max_buffered_points")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
+
+
+def parse_listen(key: str, value: str) -> tuple[str, int]:
+    """Split ``host:port``; port 0 asks the OS for a free port."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{key} must be host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def lookup(config: Config, dotted: str) -> Any:
+    target: Any = config
+    for part in dotted.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def load(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration from defaults, a TOML file, the environment and flag overrides."""
+    config = Config()
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                document = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        _apply_mapping(config, document, prefix="")
+    for dotted, raw in _from_environment(os.environ if environ is None else environ).items():
+        _set(config, dotted, raw, from_text=True)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set(config, dotted, value, from_text=isinstance(value, str))
+    config.validate()
+    return config
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    known = {name.upper().replace(".", "_"): name for name in _all_keys(Config())}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_NOT_CONFIG):
+            continue
+        if name in ENV_ALIASES:
+            settings[ENV_ALIASES[name]] = value
+            continue
+        dotted = known.get(name.removeprefix(ENV_PREFIX))
+        if dotted is None:
+            raise ConfigError(f"unknown environment variable {name}")
+        settings[dotted] = value
+    return settings
+
+
+def _all_keys(section: Any, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            keys.extend(_all_keys(value, f"{prefix}{f.name}."))
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _apply_mapping(section: Any, document: Mapping[str, Any], prefix: str) -> None:
+    names = {f.name for f in dataclasses.fields(section)}
+    for key, value in document.items():
+        if key not in names:
+            raise ConfigError(f"unknown configuration key {prefix}{key}")
+        current = getattr(section, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{key} must be a table")
+            _apply_mapping(current, value, prefix=f"{prefix}{key}.")
+        else:
+            _set(section, key, value, from_text=False, dotted_name=prefix + key)
+
+
+def _set(
+    target: Any, dotted: str, value: Any, *, from_text: bool, dotted_name: str | None = None
+) -> None:
+    name = dotted_name or dotted
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        target = getattr(target, part, None)
+        if target is None or not dataclasses.is_dataclass(target):
+            raise ConfigError(f"unknown configuration key {name}")
+    kinds = {f.name: f.type for f in dataclasses.fields(target)}
+    if leaf not in kinds or dataclasses.is_dataclass(getattr(target, leaf)):
+        raise ConfigError(f"unknown configuration key {name}")
+    kind = _resolve(kinds[leaf])
+    setattr(target, leaf, _coerce(name, value, kind, from_text))
+
+
+def _resolve(annotation: Any) -> type:
+    # Annotations are strings here (postponed evaluation); fields are plain scalars.
+    resolved = {"int": int, "float": float, "str": str, "bool": bool}.get(str(annotation))
+    if resolved is None:
+        raise TypeError(f"unsupported config field type {annotation}")
+    return resolved
+
+
+def _coerce(name: str, value: Any, kind: type, from_text: bool) -> Any:
+    if from_text and isinstance(value, str):
+        try:
+            if kind is bool:
+                lowered = value.strip().lower()
+                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError(value)
+                return lowered in {"true", "1", "yes"}
+            return kind(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}") from exc
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{name} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value

@@ -1,0 +1,26 @@
+"""Every exception tidegate raises, in one place.
+
+The Rust core's exceptions are declared in the extension module and re-exported here so that
+callers import them from one module.
+"""
+
+from tidegate._core import DecodeError, TidegateError
+
+
+class ConfigError(TidegateError, ValueError):
+    """The configuration is invalid: an unknown key, a wrong type or a broken invariant."""
+
+
+class StorageError(TidegateError):
+    """PostgreSQL could not be reached, migrated or written to."""
+
+
+class BackpressureError(TidegateError):
+    """The daemon holds as much unwritten data as it is allowed to; the client should retry."""
+
+    def __init__(self, message: str, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+__all__ = ["BackpressureError", "ConfigError", "DecodeError", "StorageError", "TidegateError"]

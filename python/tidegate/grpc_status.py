@@ -1,0 +1,53 @@
+"""The one mapping from tidegate's errors to gRPC status codes.
+
+Retryable answers carry a ``google.rpc.RetryInfo`` detail, which the OTLP exporters read to
+decide how long to back off, as the OTLP specification asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from tidegate.errors import BackpressureError, DecodeError
+
+
+@dataclass(frozen=True)
+class ErrorStatus:
+    """How one error is answered."""
+
+    code: grpc.StatusCode
+    message: str
+    retryable: bool
+    retry_after_seconds: float | None = None
+
+    def to_grpc_status(self) -> grpc.Status:
+        status = status_pb2.Status(code=self.code.value[0], message=self.message)
+        if self.retry_after_seconds is not None:
+            seconds = int(self.retry_after_seconds)
+            nanos = int((self.retry_after_seconds - seconds) * 1e9)
+            detail = error_details_pb2.RetryInfo(
+                retry_delay=duration_pb2.Duration(seconds=seconds, nanos=nanos)
+            )
+            status.details.add().Pack(detail)
+        return rpc_status.to_status(status)
+
+
+def status_for(exc: BaseException) -> ErrorStatus:
+    """Answer for an error raised while handling an Export request."""
+    if isinstance(exc, DecodeError):
+        # Bad input stays bad: a retry would fail the same way.
+        return ErrorStatus(grpc.StatusCode.INVALID_ARGUMENT, f"{exc}; do not retry", False)
+    if isinstance(exc, BackpressureError):
+        # The data is fine and will be accepted once the writer catches up.
+        return ErrorStatus(
+            grpc.StatusCode.UNAVAILABLE,
+            f"{exc}; retry after {exc.retry_after_seconds:g} s",
+            True,
+            exc.retry_after_seconds,
+        )
+    return ErrorStatus(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}", False)

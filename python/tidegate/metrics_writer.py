@@ -1,0 +1,209 @@
+"""Moves buffered points from the Rust core into PostgreSQL, one COPY batch at a time.
+
+A single writer task owns one connection: on two cores a second COPY connection adds nothing
+(docs/architecture.md). While a batch is being written the core keeps buffering the next one,
+so the write queue is "what the core holds" plus "the batch in flight".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import logging
+import time
+
+import asyncpg
+
+from tidegate._core import MetricsBatch, MetricsCore
+from tidegate.config import Config
+from tidegate.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+EPOCH = dt.date(1970, 1, 1)
+# COPY target of each payload, in the order they are written (series first: readers join on it).
+POINT_TABLES = (
+    ("point_chunks_copy", "point_chunks"),
+    ("histogram_points_copy", "histogram_points"),
+    ("exp_histogram_points_copy", "exp_histogram_points"),
+    ("summary_points_copy", "summary_points"),
+)
+# Errors after which the same batch may succeed on a new connection.
+TRANSIENT_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+MAX_BACKOFF_SECONDS = 10.0
+
+
+class MetricsWriter:
+    """Flushes the core every ``flush_interval_seconds`` (or sooner, under load) into PostgreSQL."""
+
+    def __init__(self, config: Config, dsn: str, core: MetricsCore, telemetry: Telemetry) -> None:
+        self._config = config
+        self._dsn = dsn
+        self._core = core
+        self._telemetry = telemetry
+        self._conn: asyncpg.Connection | None = None
+        self._known_days: set[int] = set()
+        self._in_flight_points = 0
+        self._collisions_seen = 0
+        self._wake = asyncio.Event()
+        # One batch at a time: the timer loop and an explicit drain share one connection.
+        self._flush_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+
+    @property
+    def unwritten_points(self) -> int:
+        """Accepted points not yet committed: the core's buffer plus the batch in flight."""
+        return self._core.buffered_points + self._in_flight_points
+
+    def poke(self) -> None:
+        """Called after each accepted request: flush early once enough points are buffered."""
+        if self._core.buffered_points >= self._config.ingest.flush_points:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Flush on a timer until ``stop`` is called, then drain everything accepted."""
+        interval = self._config.ingest.flush_interval_seconds
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush_once()
+        await self.drain()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Write batches until the core holds nothing."""
+        while await self.flush_once():
+            pass
+
+    async def flush_once(self) -> bool:
+        """Write one batch if anything is buffered; return whether there was one."""
+        async with self._flush_lock:
+            batch = await asyncio.to_thread(self._core.take_batch)
+            self._publish_gauges()
+            if batch is None:
+                return False
+            self._in_flight_points = batch.points
+            try:
+                await self._write_with_retry(batch)
+            finally:
+                self._in_flight_points = 0
+                self._publish_gauges()
+            return True
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    def _publish_gauges(self) -> None:
+        self._telemetry.buffered_points.set(self.unwritten_points)
+        self._telemetry.known_series.set(self._core.known_series)
+        collisions = self._core.series_collisions
+        if collisions > self._collisions_seen:
+            self._telemetry.series_collisions.labels("process").inc(
+                collisions - self._collisions_seen
+            )
+            log.error("%d series id collisions in this process", collisions)
+            self._collisions_seen = collisions
+
+    async def _write_with_retry(self, batch: MetricsBatch) -> None:
+        tm = self._telemetry
+        backoff = 0.1
+        deadline = None
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._write(batch)
+            except TRANSIENT_ERRORS as exc:
+                tm.copy_batches.labels("retried").inc()
+                await self._reset_connection()
+                if self._stopping.is_set():
+                    # Bounded: shutdown must end even when PostgreSQL never comes back.
+                    deadline = deadline or time.monotonic() + self._config.shutdown_timeout_seconds
+                    if time.monotonic() > deadline:
+                        self._drop(batch, "storage_unavailable_at_shutdown", exc)
+                        return
+                log.warning("PostgreSQL write failed (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            except asyncpg.PostgresError as exc:
+                # PostgreSQL refused the data itself: retrying the same batch cannot help.
+                tm.copy_batches.labels("failed").inc()
+                self._drop(batch, "storage_rejected", exc)
+                return
+            tm.copy_batches.labels("ok").inc()
+            tm.copy_duration.observe(time.perf_counter() - started)
+            tm.points_stored.inc(batch.points)
+            return
+
+    def _drop(self, batch: MetricsBatch, reason: str, exc: BaseException) -> None:
+        self._core.forget_series(batch)
+        self._telemetry.points_dropped.labels(reason).inc(batch.points)
+        log.error("dropped a batch of %d points (%s): %s", batch.points, reason, exc)
+
+    async def _reset_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(
+                self._dsn, timeout=self._config.storage.connect_timeout_seconds
+            )
+            await self._conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS series_incoming (LIKE series) "
+                "ON COMMIT DELETE ROWS"
+            )
+        return self._conn
+
+    async def _write(self, batch: MetricsBatch) -> None:
+        conn = await self._connection()
+        for day in batch.days:
+            if day not in self._known_days:
+                await conn.execute("SELECT tidegate_ensure_day($1)", EPOCH + dt.timedelta(day))
+                self._known_days.add(day)
+        async with conn.transaction():
+            if batch.series_copy:
+                await self._write_series(conn, batch)
+            for attribute, table in POINT_TABLES:
+                payload: bytes = getattr(batch, attribute)
+                if payload:
+                    await conn.copy_to_table(table, source=io.BytesIO(payload), format="binary")
+
+    async def _write_series(self, conn: asyncpg.Connection, batch: MetricsBatch) -> None:
+        await conn.copy_to_table(
+            "series_incoming", source=io.BytesIO(batch.series_copy), format="binary"
+        )
+        inserted = await conn.execute(
+            "INSERT INTO series SELECT * FROM series_incoming ON CONFLICT (id) DO NOTHING"
+        )
+        self._telemetry.new_series.inc(int(inserted.rsplit(" ", 1)[-1]))
+        # Another process may have stored a different series under the same id.
+        collided = await conn.fetch(
+            """SELECT i.id, i.metric_name FROM series_incoming AS i
+               JOIN series AS s ON s.id = i.id WHERE s.fingerprint <> i.fingerprint"""
+        )
+        if collided:
+            self._telemetry.series_collisions.labels("database").inc(len(collided))
+            log.error(
+                "series id collision with stored series: %s",
+                ", ".join(f"{r['metric_name']} ({r['id']})" for r in collided[:10]),
+            )

@@ -1,0 +1,98 @@
+"""The daemon's own metrics, exposed on /metrics for Prometheus.
+
+Each daemon owns its registry, so that several daemons in one process (the test suite) never
+share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.process_collector import ProcessCollector
+
+# Export latency is dominated by the decode (sub-millisecond) until backpressure builds up.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+COPY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Telemetry:
+    """Counters, gauges and histograms of one daemon."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        r = self.registry
+        self.requests = Counter(
+            "tidegate_export_requests",
+            "Export requests received, by signal and gRPC status code.",
+            ["signal", "status"],
+            registry=r,
+        )
+        self.request_bytes = Counter(
+            "tidegate_export_request_bytes",
+            "Uncompressed bytes of Export requests that reached the handler.",
+            ["signal"],
+            registry=r,
+        )
+        self.export_duration = Histogram(
+            "tidegate_export_duration_seconds",
+            "Time from receiving an Export request to answering it.",
+            ["signal"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.points_accepted = Counter(
+            "tidegate_points_accepted",
+            "Data points accepted into the write buffer.",
+            registry=r,
+        )
+        self.points_rejected = Counter(
+            "tidegate_points_rejected",
+            "Data points rejected, by reason; the client was told in partial_success or in "
+            "the status of the whole request.",
+            ["reason"],
+            registry=r,
+        )
+        self.points_stored = Counter(
+            "tidegate_points_stored",
+            "Data points committed to PostgreSQL.",
+            registry=r,
+        )
+        self.points_dropped = Counter(
+            "tidegate_points_dropped",
+            "Accepted data points that could not be stored, by reason (each is also logged).",
+            ["reason"],
+            registry=r,
+        )
+        self.copy_batches = Counter(
+            "tidegate_copy_batches",
+            "COPY batches written to PostgreSQL, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.copy_duration = Histogram(
+            "tidegate_copy_duration_seconds",
+            "Duration of one batch's transaction (partitions, series and every COPY).",
+            buckets=COPY_BUCKETS,
+            registry=r,
+        )
+        self.buffered_points = Gauge(
+            "tidegate_buffered_points",
+            "Accepted data points not yet committed to PostgreSQL (the write queue's depth).",
+            registry=r,
+        )
+        self.known_series = Gauge(
+            "tidegate_known_series",
+            "Series ids this process has seen.",
+            registry=r,
+        )
+        self.series_collisions = Counter(
+            "tidegate_series_collisions",
+            "Series whose 64-bit id collided with a different series; never merged.",
+            ["where"],
+            registry=r,
+        )
+        self.new_series = Counter(
+            "tidegate_series_created",
+            "Series rows inserted into PostgreSQL by this process.",
+            registry=r,
+        )

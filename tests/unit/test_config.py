@@ -1,0 +1,84 @@
+"""Configuration: defaults, TOML files, environment, flags, and rejection by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tidegate.config import Config, load
+from tidegate.errors import ConfigError
+
+CONFIGS = Path(__file__).parent.parent / "data" / "config"
+
+
+def test_defaults_are_valid_and_local() -> None:
+    config = load(environ={})
+    assert config == Config()
+    assert config.grpc.listen == "127.0.0.1:4317"
+    assert config.http.listen == "127.0.0.1:9464"
+    assert config.grpc.max_message_bytes == 16 * 1024 * 1024
+    assert config.storage.dsn == ""
+    assert config.data_dir == "./tidegate-data"
+
+
+def test_full_file_sets_every_section() -> None:
+    config = load(CONFIGS / "full.toml", environ={})
+    assert config.grpc.listen == "0.0.0.0:14317"
+    assert config.grpc.max_message_bytes == 8388608
+    assert config.storage.connect_timeout_seconds == 5.0
+    assert config.ingest.flush_interval_seconds == 0.5
+    assert config.ingest.retry_after_seconds == 2.0
+    assert config.shutdown_timeout_seconds == 10.0
+    assert config.log_level == "warning"
+
+
+@pytest.mark.parametrize(
+    ("file", "message"),
+    [
+        ("unknown_key.toml", "unknown configuration key ingest.flush_intervall_seconds"),
+        ("unknown_section.toml", "unknown configuration key storages"),
+        ("wrong_type.toml", "grpc.max_message_bytes must be int"),
+    ],
+)
+def test_bad_files_are_rejected_by_name(file: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(CONFIGS / file, environ={})
+
+
+def test_environment_overrides_file_and_flags_override_environment() -> None:
+    environ = {
+        "TIDEGATE_DSN": "postgresql://env/db",
+        "TIDEGATE_INGEST_FLUSH_POINTS": "1234",
+        "TIDEGATE_REQUIRE_ALL": "1",  # read by the tests, not configuration
+    }
+    config = load(
+        CONFIGS / "full.toml", environ=environ, overrides={"grpc.listen": "127.0.0.1:0"}
+    )
+    assert config.storage.dsn == "postgresql://env/db"
+    assert config.ingest.flush_points == 1234
+    assert config.grpc.listen == "127.0.0.1:0"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"TIDEGATE_INGEST_FLUSH_POINTZ": "1"}, "unknown environment variable TIDEGATE_INGEST_FLUSH_POINTZ"),
+        ({"TIDEGATE_INGEST_FLUSH_POINTS": "many"}, "ingest.flush_points must be int"),
+        ({"TIDEGATE_GRPC_LISTEN": "4317"}, "grpc.listen must be host:port"),
+        ({"TIDEGATE_INGEST_DECODE_THREADS": "0"}, "ingest.decode_threads must be greater than 0"),
+        ({"TIDEGATE_LOG_LEVEL": "loud"}, "log_level must be"),
+        (
+            {"TIDEGATE_INGEST_FLUSH_POINTS": "5000000"},
+            "flush_points must not exceed ingest.max_buffered_points",
+        ),
+    ],
+)
+def test_bad_environment_is_rejected_by_name(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(environ=environ)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load(tmp_path / "absent.toml", environ={})

@@ -61,7 +61,11 @@ def attributes(attrs: Attributes | Iterable[tuple[str, Any]]) -> list[common_pb2
 
 
 def number_point(
-    value: float | int | None, attrs: Attributes = NO_ATTRIBUTES, *, time: int | None = None, start: int = 0
+    value: float | int | None,
+    attrs: Attributes = NO_ATTRIBUTES,
+    *,
+    time: int | None = None,
+    start: int = 0,
 ) -> m.NumberDataPoint:
     point = m.NumberDataPoint(
         attributes=attributes(attrs),
@@ -205,8 +209,10 @@ def nested_kvlist_request(depth: int) -> bytes:
         value = _field(6, _field(1, key_value))  # AnyValue.kvlist_value{values}
     point = (
         _field(7, _field(1, b"nested") + _field(2, value))  # NumberDataPoint.attributes
-        + bytes([3 << 3 | 1]) + now_ns().to_bytes(8, "little")  # time_unix_nano (fixed64)
-        + bytes([4 << 3 | 1]) + struct.pack("<d", 1.0)  # as_double (fixed64)
+        + bytes([3 << 3 | 1])
+        + now_ns().to_bytes(8, "little")  # time_unix_nano (fixed64)
+        + bytes([4 << 3 | 1])
+        + struct.pack("<d", 1.0)  # as_double (fixed64)
     )
     metric = _field(1, b"deep") + _field(5, _field(1, point))  # Metric{name, gauge}
     return _field(1, _field(2, _field(2, metric)))  # Request{ResourceMetrics{ScopeMetrics}}

@@ -3,7 +3,7 @@
 Checked against the built module by ``python -m mypy.stubtest tidegate._core``.
 """
 
-from typing import final
+from typing import Self, final
 
 __version__: str
 
@@ -17,15 +17,15 @@ class DecodeError(TidegateError, ValueError):
 class CoreLimits:
     """Per-point admission limits applied while decoding."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         max_attributes: int = 128,
         max_attribute_value_bytes: int = 4096,
         max_name_bytes: int = 1024,
         max_past_ns: int = 30 * 86400 * 10**9,
         max_future_ns: int = 3600 * 10**9,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def max_attributes(self) -> int: ...
     @property
@@ -96,7 +96,7 @@ class MetricsCore:
     Thread-safe: ``ingest`` may run on several threads at once (the GIL is released).
     """
 
-    def __init__(self, limits: CoreLimits) -> None: ...
+    def __new__(cls, limits: CoreLimits) -> Self: ...
     def ingest(self, request: bytes, now_ns: int) -> ExportSummary:
         """Decode ``ExportMetricsServiceRequest`` bytes and buffer every valid point.
 

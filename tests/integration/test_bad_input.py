@@ -66,7 +66,9 @@ POINT_CASES = [
     PointCase("zero_timestamp", gauge_with(value=1.0, time=0), "missing_timestamp"),
     PointCase("timestamp_1ns", gauge_with(value=1.0, time=1), "timestamp_too_old"),
     PointCase(
-        "timestamp_year_2200", gauge_with(value=1.0, time=7_258_118_400 * 10**9), "timestamp_in_future"
+        "timestamp_year_2200",
+        gauge_with(value=1.0, time=7_258_118_400 * 10**9),
+        "timestamp_in_future",
     ),
     PointCase("no_value", gauge_with(value=None), "missing_value"),
     PointCase(
@@ -74,8 +76,12 @@ POINT_CASES = [
         lambda: with_good_points(p.gauge("bad\x00name", [p.number_point(1.0)])),
         "invalid_name",
     ),
-    PointCase("nul_in_attribute_value", gauge_with(value=1.0, attrs={"k": "a\x00b"}), "nul_in_attribute"),
-    PointCase("nul_in_attribute_key", gauge_with(value=1.0, attrs={"a\x00": "b"}), "nul_in_attribute"),
+    PointCase(
+        "nul_in_attribute_value", gauge_with(value=1.0, attrs={"k": "a\x00b"}), "nul_in_attribute"
+    ),
+    PointCase(
+        "nul_in_attribute_key", gauge_with(value=1.0, attrs={"a\x00": "b"}), "nul_in_attribute"
+    ),
     PointCase(
         "ten_thousand_attributes",
         gauge_with(value=1.0, attrs={f"k{i}": i for i in range(10_000)}),

@@ -30,7 +30,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+def serve(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
     grpc_port, http_port = free_port(), free_port()
     command = [
         *TIDEGATE,
@@ -98,7 +100,7 @@ def test_sigterm_flushes_everything_accepted(database_dsn: str, tmp_path: Path) 
     with serve("--config", config, "--dsn", database_dsn, "--data-dir", str(tmp_path)) as (
         process,
         target,
-        http,
+        _http,
     ):
         for batch in range(10):
             send(target, f"m{batch}", 500)

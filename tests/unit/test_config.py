@@ -52,9 +52,7 @@ def test_environment_overrides_file_and_flags_override_environment() -> None:
         "TIDEGATE_INGEST_FLUSH_POINTS": "1234",
         "TIDEGATE_REQUIRE_ALL": "1",  # read by the tests, not configuration
     }
-    config = load(
-        CONFIGS / "full.toml", environ=environ, overrides={"grpc.listen": "127.0.0.1:0"}
-    )
+    config = load(CONFIGS / "full.toml", environ=environ, overrides={"grpc.listen": "127.0.0.1:0"})
     assert config.storage.dsn == "postgresql://env/db"
     assert config.ingest.flush_points == 1234
     assert config.grpc.listen == "127.0.0.1:0"
@@ -63,7 +61,10 @@ def test_environment_overrides_file_and_flags_override_environment() -> None:
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"TIDEGATE_INGEST_FLUSH_POINTZ": "1"}, "unknown environment variable TIDEGATE_INGEST_FLUSH_POINTZ"),
+        (
+            {"TIDEGATE_INGEST_FLUSH_POINTZ": "1"},
+            "unknown environment variable TIDEGATE_INGEST_FLUSH_POINTZ",
+        ),
         ({"TIDEGATE_INGEST_FLUSH_POINTS": "many"}, "ingest.flush_points must be int"),
         ({"TIDEGATE_GRPC_LISTEN": "4317"}, "grpc.listen must be host:port"),
         ({"TIDEGATE_INGEST_DECODE_THREADS": "0"}, "ingest.decode_threads must be greater than 0"),

@@ -1,0 +1,1 @@
+"""Benchmarks: payload builder, load generator, baseline and end-to-end runner."""

@@ -1,0 +1,1 @@
+"""The designs tidegate is measured against."""

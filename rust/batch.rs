@@ -1,0 +1,114 @@
+//! `take_batch`, `forget_series` and the counters of `MetricsCore`.
+
+use std::mem;
+use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
+
+use crate::buffer::{ChunkBuf, ChunkMap, RowBuffer};
+use crate::copy_binary::{write_header, write_trailer};
+use crate::ingest::{lock, shard_of, Batch, MetricsCore};
+use crate::rows;
+
+impl MetricsCore {
+    /// Moves everything buffered into a [`Batch`]; `None` when nothing is buffered.
+    ///
+    /// Under the write gate it only swaps buffers out (O(shards)); the encoding of chunk rows
+    /// happens after the gate is released, so ingests continue meanwhile.
+    pub fn take_batch(&self) -> Option<Batch> {
+        let (chunk_maps, tables, series, points) = {
+            let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+            let points = self.buffered_points.swap(0, Ordering::Relaxed);
+            let series = mem::take(&mut *lock(&self.series));
+            if points == 0 && series.ids.is_empty() {
+                return None;
+            }
+            let chunk_maps: Vec<ChunkMap> = self
+                .shards
+                .iter()
+                .map(|s| mem::take(&mut lock(s).chunks))
+                .collect();
+            let tables: [RowBuffer; 3] =
+                std::array::from_fn(|t| mem::take(&mut *lock(&self.tables[t])));
+            (chunk_maps, tables, series, points)
+        };
+        let mut batch = Batch {
+            points,
+            new_series_ids: series.ids,
+            ..Batch::default()
+        };
+        batch.series_copy = series.rows.finish();
+        let mut days = Vec::new();
+        let (chunk_copy, chunk_rows) = encode_chunks(chunk_maps, &mut days);
+        batch.point_chunks_copy = chunk_copy;
+        batch.chunk_rows = chunk_rows;
+        let [histogram, exp_histogram, summary] = tables;
+        batch.histogram_rows = histogram.rows;
+        batch.exp_histogram_rows = exp_histogram.rows;
+        batch.summary_rows = summary.rows;
+        for table in [&histogram, &exp_histogram, &summary] {
+            days.extend_from_slice(&table.days);
+        }
+        batch.histogram_points_copy = histogram.finish();
+        batch.exp_histogram_points_copy = exp_histogram.finish();
+        batch.summary_points_copy = summary.finish();
+        days.sort_unstable();
+        days.dedup();
+        batch.days = days;
+        Some(batch)
+    }
+
+    /// Forgets the series first seen in a batch whose write failed, so that the next point of
+    /// each is `New` again and its `series` row is sent again.
+    pub fn forget_series(&self, ids: &[u64]) {
+        for &id in ids {
+            lock(&self.shards[shard_of(id)]).registry.forget(id);
+        }
+    }
+
+    /// Points buffered since the last `take_batch`.
+    pub fn buffered_points(&self) -> u64 {
+        self.buffered_points.load(Ordering::Relaxed)
+    }
+
+    /// Series this process has written (or is about to write).
+    pub fn known_series(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).registry.len()).sum()
+    }
+
+    /// Distinct series ids that collided with another series.
+    pub fn series_collisions(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| lock(s).registry.collisions())
+            .sum()
+    }
+
+    /// Records a fake known series, so that tests can force a collision.
+    #[cfg(test)]
+    pub(crate) fn inject_known_series(&self, id: u64, fingerprint: u64) {
+        lock(&self.shards[shard_of(id)])
+            .registry
+            .insert(id, fingerprint);
+    }
+}
+
+/// One `point_chunks` row per (series, day), sorted by (series id as stored, day) so that
+/// the btree on (series_id, start_time) is filled in order.
+fn encode_chunks(maps: Vec<ChunkMap>, days: &mut Vec<i64>) -> (Vec<u8>, u64) {
+    let mut chunks: Vec<((u64, i64), ChunkBuf)> = maps.into_iter().flatten().collect();
+    if chunks.is_empty() {
+        return (Vec::new(), 0);
+    }
+    chunks.sort_unstable_by_key(|((id, day), _)| (*id as i64, *day));
+    let points: usize = chunks.iter().map(|(_, c)| c.times.len()).sum();
+    let mut buf = Vec::with_capacity(64 + chunks.len() * 64 + points * 40);
+    write_header(&mut buf);
+    for ((id, day), chunk) in &chunks {
+        rows::chunk_row(&mut buf, *id, chunk);
+        if days.last() != Some(day) {
+            days.push(*day);
+        }
+    }
+    write_trailer(&mut buf);
+    (buf, chunks.len() as u64)
+}

@@ -1,0 +1,259 @@
+//! `MetricsCore`: the shared, thread-safe state behind the Python class of the same name.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+
+use crate::buffer::{utc_day, ChunkBuf, RowBuffer, SeriesRows, Shard};
+use crate::decode;
+use crate::error::CoreError;
+use crate::reject::{encode_response, Reason, Reject};
+use crate::rows::{self, SeriesRow};
+use crate::series::{Admission, SeriesKey};
+use crate::staged::{self, Limits, Payload, StagedRequest};
+
+/// Number of shards; a power of two, well above the number of ingest threads.
+const SHARDS: usize = 16;
+
+pub(crate) fn shard_of(id: u64) -> usize {
+    // The top bits: `IdHasher` inside a shard mixes all bits, so this does not skew the maps.
+    (id >> 60) as usize % SHARDS
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves plain buffers behind, still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What one `ingest` call did.
+#[derive(Debug, Clone)]
+pub struct IngestOutcome {
+    pub accepted_points: u64,
+    pub rejected_points: u64,
+    pub rejected_by_reason: Vec<(&'static str, u64)>,
+    pub error_message: String,
+    /// Serialized `ExportMetricsServiceResponse`.
+    pub response: Vec<u8>,
+}
+
+/// Everything buffered since the previous `take_batch`, encoded.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub series_copy: Vec<u8>,
+    pub point_chunks_copy: Vec<u8>,
+    pub histogram_points_copy: Vec<u8>,
+    pub exp_histogram_points_copy: Vec<u8>,
+    pub summary_points_copy: Vec<u8>,
+    /// Ids of the series first seen in this batch (for `forget_series`).
+    pub new_series_ids: Vec<u64>,
+    pub points: u64,
+    pub chunk_rows: u64,
+    pub histogram_rows: u64,
+    pub exp_histogram_rows: u64,
+    pub summary_rows: u64,
+    /// Sorted distinct UTC days of the point-table rows (the `series` table is not
+    /// partitioned).
+    pub days: Vec<i64>,
+}
+
+/// Decodes requests and buffers their points until `take_batch`.
+///
+/// Concurrency: `ingest` runs on many threads at once. Decoding, validation, hashing and the
+/// encoding of histogram/summary rows happen without any lock. The appends then take:
+/// - `gate` for reading (shared: ingests never wait for each other on it). `take_batch` takes it
+///   for writing only to swap the buffers out, so every request lands entirely in one batch.
+/// - one shard `Mutex` at a time, for the shards the request's series fall in (shard = top bits
+///   of the series id). Within a shard, the registry check-and-insert and the chunk append are
+///   one step, so a series is `New` for exactly one request.
+/// - the small per-table `Mutex` of each row buffer, for a `memcpy` of pre-encoded tuples.
+pub struct MetricsCore {
+    pub(crate) limits: Limits,
+    pub(crate) gate: RwLock<()>,
+    pub(crate) shards: Vec<Mutex<Shard>>,
+    /// Indexed by `RowTable`.
+    pub(crate) tables: [Mutex<RowBuffer>; 3],
+    pub(crate) series: Mutex<SeriesRows>,
+    pub(crate) buffered_points: AtomicU64,
+}
+
+impl MetricsCore {
+    /// An empty core.
+    pub fn new(limits: Limits) -> Self {
+        MetricsCore {
+            limits,
+            gate: RwLock::new(()),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            tables: Default::default(),
+            series: Mutex::default(),
+            buffered_points: AtomicU64::new(0),
+        }
+    }
+
+    /// The limits this core applies.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Decodes `bytes` (an `ExportMetricsServiceRequest`) and buffers every valid point.
+    pub fn ingest(&self, bytes: &[u8], now_ns: i64) -> Result<IngestOutcome, CoreError> {
+        let mut staged = decode::stage_request(bytes, now_ns, &self.limits)?;
+        let collided = {
+            let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+            let (new_series, collided) = self.admit(&staged);
+            self.append_rows(&staged, &collided);
+            self.append_series(&staged, &new_series, now_ns);
+            let accepted = (staged.points.len() - collided.len()) as u64;
+            self.buffered_points.fetch_add(accepted, Ordering::Relaxed);
+            collided
+        };
+        let collision = Reject::new(
+            Reason::SeriesIdCollision,
+            "series id already used by another series",
+        );
+        for &i in &collided {
+            let name = staged.metric(staged.points[i].origin).name.clone();
+            staged.rejections.add(collision, 1, &name);
+        }
+        let rejected = staged.rejections.total();
+        let error_message = staged.rejections.message(staged.total_points);
+        Ok(IngestOutcome {
+            accepted_points: (staged.points.len() - collided.len()) as u64,
+            rejected_points: rejected,
+            rejected_by_reason: staged.rejections.by_reason(),
+            response: encode_response(rejected, &error_message),
+            error_message,
+        })
+    }
+
+    /// Registers series and appends Gauge/Sum points to chunks, shard by shard. Returns the
+    /// indexes (into `staged.points`) of the first point of each new series and of the points
+    /// rejected for an id collision.
+    fn admit(&self, staged: &StagedRequest) -> (Vec<usize>, Vec<usize>) {
+        let points = &staged.points;
+        // Stable counting sort by shard: one lock per shard, arrival order kept within a series.
+        let mut starts = [0usize; SHARDS + 1];
+        points
+            .iter()
+            .for_each(|p| starts[shard_of(p.key.id) + 1] += 1);
+        (0..SHARDS).for_each(|s| starts[s + 1] += starts[s]);
+        let mut order = vec![0usize; points.len()];
+        let mut next = starts;
+        for (i, p) in points.iter().enumerate() {
+            let s = shard_of(p.key.id);
+            order[next[s]] = i;
+            next[s] += 1;
+        }
+        let (mut new_series, mut collided) = (Vec::new(), Vec::new());
+        for s in 0..SHARDS {
+            let run = &order[starts[s]..starts[s + 1]];
+            if run.is_empty() {
+                continue;
+            }
+            let mut shard = lock(&self.shards[s]);
+            let mut last_known: Option<SeriesKey> = None;
+            for &i in run {
+                let p = &points[i];
+                if last_known != Some(p.key) {
+                    match shard.registry.admit(p.key) {
+                        Admission::New => new_series.push(i),
+                        Admission::Known => {}
+                        Admission::Collision => {
+                            collided.push(i);
+                            continue;
+                        }
+                    }
+                    last_known = Some(p.key);
+                }
+                if let Payload::Number {
+                    value,
+                    start_ns,
+                    is_sum,
+                } = p.payload
+                {
+                    shard
+                        .chunks
+                        .entry((p.key.id, utc_day(p.time_ns)))
+                        .or_insert_with(|| ChunkBuf::new(is_sum))
+                        .push(p.time_ns, value, start_ns);
+                }
+            }
+        }
+        collided.sort_unstable();
+        (new_series, collided)
+    }
+
+    /// Appends the pre-encoded histogram, exponential histogram and summary rows.
+    fn append_rows(&self, staged: &StagedRequest, collided: &[usize]) {
+        let mut counts = [0u64; 3];
+        let mut days: [Vec<i64>; 3] = Default::default();
+        let mut filtered: [Vec<u8>; 3] = Default::default();
+        let any_row_collided = collided
+            .iter()
+            .any(|&i| matches!(staged.points[i].payload, Payload::Row { .. }));
+        for (i, p) in staged.points.iter().enumerate() {
+            let Payload::Row { table, start, end } = p.payload else {
+                continue;
+            };
+            if any_row_collided {
+                if collided.binary_search(&i).is_ok() {
+                    continue;
+                }
+                // Rare: rebuild the table's tuples without the collided points.
+                let t = table as usize;
+                filtered[t].extend_from_slice(&staged.rows[t][start as usize..end as usize]);
+            }
+            counts[table as usize] += 1;
+            let day = utc_day(p.time_ns);
+            if days[table as usize].last() != Some(&day) {
+                days[table as usize].push(day);
+            }
+        }
+        for t in 0..3 {
+            if counts[t] == 0 {
+                continue;
+            }
+            let tuples = if any_row_collided {
+                &filtered[t]
+            } else {
+                &staged.rows[t]
+            };
+            let mut table = lock(&self.tables[t]);
+            table.append(tuples, counts[t]);
+            days[t].iter().for_each(|&d| table.add_day(d));
+        }
+    }
+
+    /// Encodes and appends the `series` rows of the series first seen in this request.
+    fn append_series(&self, staged: &StagedRequest, new_series: &[usize], now_ns: i64) {
+        if new_series.is_empty() {
+            return;
+        }
+        let mut buf = Vec::new();
+        let mut ids = Vec::with_capacity(new_series.len());
+        for &i in new_series {
+            let p = &staged.points[i];
+            let metric = staged.metric(p.origin);
+            let (resource, scope) = staged.resource_and_scope(p.origin);
+            let data = metric
+                .data
+                .as_ref()
+                .expect("staged points come from metrics with data");
+            let shape = staged::metric_shape(data).expect("staged metrics have a valid shape");
+            let row = SeriesRow {
+                key: p.key,
+                metric_name: &metric.name,
+                shape,
+                unit: &metric.unit,
+                description: &metric.description,
+                resource,
+                scope,
+                attributes: staged::point_attributes(metric, p.origin.point as usize),
+                first_seen_ns: now_ns,
+            };
+            rows::series_row(&mut buf, &row);
+            ids.push(p.key.id);
+        }
+        let mut series = lock(&self.series);
+        series.rows.append(&buf, ids.len() as u64);
+        series.ids.extend_from_slice(&ids);
+    }
+}

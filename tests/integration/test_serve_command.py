@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import asyncpg
 import pytest
 
 from tests import payloads as p
+from tidegate.database import start_embedded_server
 
 CONFIGS = Path(__file__).parent.parent / "data" / "config"
 TIDEGATE = [sys.executable, "-m", "tidegate.cli"]
@@ -94,8 +96,6 @@ def send(target: str, name: str, n: int) -> None:
 
 
 def test_sigterm_flushes_everything_accepted(database_dsn: str, tmp_path: Path) -> None:
-    import asyncio
-
     config = str(CONFIGS / "long_flush.toml")  # no timer flush: only shutdown writes
     with serve("--config", config, "--dsn", database_dsn, "--data-dir", str(tmp_path)) as (
         process,
@@ -142,15 +142,10 @@ def test_embedded_postgres_default_is_reused_across_runs(tmp_path: Path) -> None
         with serve("--data-dir", str(data_dir), env=env) as (process, target, _):
             send(target, f"run{run}", 300)
             terminate(process)
-        dsn = f"postgresql://postgres:@/postgres?host={(data_dir / 'postgres').resolve()}"
         assert (data_dir / "postgres" / "PG_VERSION").exists()
-        # The daemon stopped its server; start it again just to count, then stop it.
-        from tidegate.database import start_embedded_server
-
+        # The daemon stopped its server on exit; start it again just to count, then stop it.
         server = start_embedded_server(data_dir / "postgres")
         try:
-            import asyncio
-
-            assert asyncio.run(count_points(server.get_uri())) == expected, dsn
+            assert asyncio.run(count_points(server.get_uri())) == expected
         finally:
             server.cleanup()

@@ -1,9 +1,9 @@
 //! OTLP attributes: validation, canonical bytes (for series ids) and JSON (for `series` rows).
 
 use base64::Engine as _;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use serde_json::Value as Json;
 
+use crate::otlp_view::{AnyView, KeyValueView, RequestView};
 use crate::reject::{Reason, Reject};
 
 /// `AnyValue` nesting deeper than this is rejected (`attribute_too_deep`); a top-level
@@ -59,7 +59,8 @@ pub fn check_str(s: &str, limits: &AttributeLimits, what: &'static str) -> Resul
 /// `what` names the set in the client message ("point attribute", "resource attribute"...).
 /// `scratch` is reused across calls so that sorting allocates nothing per point.
 pub fn encode_attribute_set(
-    attrs: &[KeyValue],
+    view: &RequestView<'_>,
+    attrs: &[KeyValueView<'_>],
     limits: &AttributeLimits,
     what: &'static str,
     scratch: &mut Vec<u32>,
@@ -69,10 +70,10 @@ pub fn encode_attribute_set(
         return Err(Reject::new(Reason::TooManyAttributes, what));
     }
     sort_by_key(attrs, scratch);
-    encode_sorted(attrs, scratch, limits, 1, what, out)
+    encode_sorted(view, attrs, scratch, limits, 1, what, out)
 }
 
-fn sort_by_key(attrs: &[KeyValue], order: &mut Vec<u32>) {
+fn sort_by_key(attrs: &[KeyValueView<'_>], order: &mut Vec<u32>) {
     order.clear();
     order.extend(0..attrs.len() as u32);
     // Senders usually send sorted or near-sorted keys: the sort is then a linear scan.
@@ -85,7 +86,8 @@ fn sort_by_key(attrs: &[KeyValue], order: &mut Vec<u32>) {
 }
 
 fn encode_sorted(
-    attrs: &[KeyValue],
+    view: &RequestView<'_>,
+    attrs: &[KeyValueView<'_>],
     order: &[u32],
     limits: &AttributeLimits,
     depth: usize,
@@ -96,19 +98,20 @@ fn encode_sorted(
     let mut prev: Option<&str> = None;
     for &i in order {
         let kv = &attrs[i as usize];
-        if prev == Some(kv.key.as_str()) {
+        if prev == Some(kv.key) {
             return Err(Reject::new(Reason::DuplicateAttributeKey, what));
         }
-        prev = Some(&kv.key);
-        check_str(&kv.key, limits, what)?;
+        prev = Some(kv.key);
+        check_str(kv.key, limits, what)?;
         put_field(out, kv.key.as_bytes());
-        encode_value(kv.value.as_ref(), limits, depth, what, out)?;
+        encode_value(view, &kv.value, limits, depth, what, out)?;
     }
     Ok(())
 }
 
 fn encode_value(
-    value: Option<&AnyValue>,
+    view: &RequestView<'_>,
+    value: &AnyView<'_>,
     limits: &AttributeLimits,
     depth: usize,
     what: &'static str,
@@ -117,44 +120,46 @@ fn encode_value(
     if depth > MAX_DEPTH {
         return Err(Reject::new(Reason::AttributeTooDeep, what));
     }
-    match value.and_then(|v| v.value.as_ref()) {
-        None => out.push(tag::EMPTY),
-        Some(Value::StringValue(s)) => {
+    match *value {
+        AnyView::Empty => out.push(tag::EMPTY),
+        AnyView::Str(s) => {
             check_str(s, limits, what)?;
             out.push(tag::STRING);
             put_field(out, s.as_bytes());
         }
-        Some(Value::BoolValue(b)) => out.extend_from_slice(&[tag::BOOL, u8::from(*b)]),
-        Some(Value::IntValue(i)) => {
+        AnyView::Bool(b) => out.extend_from_slice(&[tag::BOOL, u8::from(b)]),
+        AnyView::Int(i) => {
             out.push(tag::INT);
             out.extend_from_slice(&i.to_le_bytes());
         }
-        Some(Value::DoubleValue(d)) => {
+        AnyView::Double(d) => {
             out.push(tag::DOUBLE);
             out.extend_from_slice(&d.to_bits().to_le_bytes());
         }
-        Some(Value::BytesValue(b)) => {
+        AnyView::Bytes(b) => {
             if b.len() > limits.max_value_bytes {
                 return Err(Reject::new(Reason::AttributeValueTooLong, what));
             }
             out.push(tag::BYTES);
             put_field(out, b);
         }
-        Some(Value::ArrayValue(a)) => {
+        AnyView::Array(span) => {
+            let values = view.array(span);
             out.push(tag::ARRAY);
-            put_count(out, a.values.len());
-            for v in &a.values {
-                encode_value(Some(v), limits, depth + 1, what, out)?;
+            put_count(out, values.len());
+            for v in values {
+                encode_value(view, v, limits, depth + 1, what, out)?;
             }
         }
-        Some(Value::KvlistValue(l)) => {
+        AnyView::Kvlist(span) => {
+            let pairs = view.kvlist(span);
             out.push(tag::KVLIST);
             // Nested kvlists are rare: a fresh index vector here costs nothing overall.
             let mut order = Vec::new();
-            sort_by_key(&l.values, &mut order);
-            encode_sorted(&l.values, &order, limits, depth + 1, what, out)?;
+            sort_by_key(pairs, &mut order);
+            encode_sorted(view, pairs, &order, limits, depth + 1, what, out)?;
         }
-        Some(Value::StringValueStrindex(i)) => {
+        AnyView::Strindex(i) => {
             // Only meaningful in profiles; kept distinct so it can never alias another value.
             out.push(tag::STRINDEX);
             out.extend_from_slice(&i.to_le_bytes());
@@ -164,11 +169,11 @@ fn encode_value(
 }
 
 /// The JSON object of an attribute set, for the `series` row (built once per new series).
-pub fn attributes_json(attrs: &[KeyValue]) -> Json {
+pub fn attributes_json(view: &RequestView<'_>, attrs: &[KeyValueView<'_>]) -> Json {
     Json::Object(
         attrs
             .iter()
-            .map(|kv| (kv.key.clone(), any_value_json(kv.value.as_ref())))
+            .map(|kv| (kv.key.to_owned(), any_value_json(view, &kv.value)))
             .collect(),
     )
 }
@@ -176,25 +181,26 @@ pub fn attributes_json(attrs: &[KeyValue]) -> Json {
 /// JSON of one value: string, bool and numbers as themselves, non-finite doubles as the
 /// strings "NaN"/"Infinity"/"-Infinity", bytes as base64, arrays and kvlists recursively,
 /// an empty value as null.
-pub fn any_value_json(value: Option<&AnyValue>) -> Json {
-    match value.and_then(|v| v.value.as_ref()) {
-        None => Json::Null,
-        Some(Value::StringValue(s)) => Json::String(s.clone()),
-        Some(Value::BoolValue(b)) => Json::Bool(*b),
-        Some(Value::IntValue(i)) => Json::from(*i),
-        Some(Value::DoubleValue(d)) => match serde_json::Number::from_f64(*d) {
+pub fn any_value_json(view: &RequestView<'_>, value: &AnyView<'_>) -> Json {
+    match *value {
+        AnyView::Empty => Json::Null,
+        AnyView::Str(s) => Json::String(s.to_owned()),
+        AnyView::Bool(b) => Json::Bool(b),
+        AnyView::Int(i) => Json::from(i),
+        AnyView::Double(d) => match serde_json::Number::from_f64(d) {
             Some(n) => Json::Number(n),
             None if d.is_nan() => Json::from("NaN"),
-            None if *d > 0.0 => Json::from("Infinity"),
+            None if d > 0.0 => Json::from("Infinity"),
             None => Json::from("-Infinity"),
         },
-        Some(Value::BytesValue(b)) => {
-            Json::String(base64::engine::general_purpose::STANDARD.encode(b))
-        }
-        Some(Value::ArrayValue(a)) => {
-            Json::Array(a.values.iter().map(|v| any_value_json(Some(v))).collect())
-        }
-        Some(Value::KvlistValue(l)) => attributes_json(&l.values),
-        Some(Value::StringValueStrindex(i)) => Json::from(*i),
+        AnyView::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        AnyView::Array(span) => Json::Array(
+            view.array(span)
+                .iter()
+                .map(|v| any_value_json(view, v))
+                .collect(),
+        ),
+        AnyView::Kvlist(span) => attributes_json(view, view.kvlist(span)),
+        AnyView::Strindex(i) => Json::from(i),
     }
 }

@@ -1,52 +1,35 @@
-//! Phase one of an ingest, done without any lock: decode the request, validate every point,
+//! Phase one of an ingest, done without any lock: validate every point of a decoded request,
 //! compute its series key and encode histogram-like rows.
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric};
-use prost::Message;
-
 use crate::attributes::{check_str, encode_attribute_set, put_field, AttributeLimits};
-use crate::error::CoreError;
+use crate::otlp_view::{DataKind, MetricView, RequestView, ScopeView};
 use crate::reject::{Reason, Reject, Rejections};
 use crate::rows;
 use crate::series::{encode_metric_prefix, SeriesKey};
 use crate::staged::{
-    metric_shape, point_count, Limits, Payload, PointOrigin, RowTable, StagedPoint, StagedRequest,
+    metric_shape, Limits, Payload, PointOrigin, RowTable, StagedPoint, StagedRequest,
 };
 use crate::validate::{self, TimeWindow, FLAG_NO_RECORDED_VALUE};
 
-/// The fields every OTLP data point type has: attributes, time and flags.
-macro_rules! common_fields {
-    ($p:expr) => {
-        (&$p.attributes[..], $p.time_unix_nano, $p.flags)
-    };
-}
 /// Validates scope name, version and attributes and appends the scope part of the canonical
 /// form.
 fn encode_scope(
-    scope: Option<&InstrumentationScope>,
+    view: &RequestView<'_>,
+    scope: &ScopeView<'_>,
     limits: &AttributeLimits,
     scratch: &mut Vec<u32>,
     out: &mut Vec<u8>,
 ) -> Result<(), Reject> {
-    let (name, version, attrs) = scope.map_or(("", "", &[][..]), |s| {
-        (&s.name[..], &s.version[..], &s.attributes[..])
-    });
-    check_str(name, limits, "scope name")?;
-    check_str(version, limits, "scope version")?;
-    put_field(out, name.as_bytes());
-    put_field(out, version.as_bytes());
-    encode_attribute_set(attrs, limits, "scope attribute", scratch, out)
+    check_str(scope.name, limits, "scope name")?;
+    check_str(scope.version, limits, "scope version")?;
+    put_field(out, scope.name.as_bytes());
+    put_field(out, scope.version.as_bytes());
+    let attrs = view.attrs(scope.attributes);
+    encode_attribute_set(view, attrs, limits, "scope attribute", scratch, out)
 }
 
-/// Decodes and validates a request (phase one of `MetricsCore::ingest`).
-pub fn stage_request(
-    bytes: &[u8],
-    now_ns: i64,
-    limits: &Limits,
-) -> Result<StagedRequest, CoreError> {
-    let request = ExportMetricsServiceRequest::decode(bytes)?;
+/// Validates every point of a decoded request (phase one of `MetricsCore::ingest`).
+pub fn stage_request<'a>(view: RequestView<'a>, now_ns: i64, limits: &Limits) -> StagedRequest<'a> {
     let mut stager = Stager {
         attr_limits: AttributeLimits {
             max_attributes: limits.max_attributes,
@@ -59,67 +42,69 @@ pub fn stage_request(
         },
         scratch: Vec::new(),
         key_buf: Vec::with_capacity(1024),
-        points: Vec::new(),
+        points: Vec::with_capacity(view.points.len()),
         rows: Default::default(),
         rejections: Rejections::default(),
     };
     let mut total_points = 0u64;
     let (mut resource_buf, mut scope_buf) = (Vec::new(), Vec::new());
-    for (ri, rm) in request.resource_metrics.iter().enumerate() {
+    for (ri, resource) in view.resources.iter().enumerate() {
         resource_buf.clear();
-        let resource_attrs = rm.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         let resource_ok = encode_attribute_set(
-            resource_attrs,
+            &view,
+            view.attrs(resource.attributes),
             &stager.attr_limits,
             "resource attribute",
             &mut stager.scratch,
             &mut resource_buf,
         );
-        for (si, sm) in rm.scope_metrics.iter().enumerate() {
+        for si in resource.scopes.start..resource.scopes.end {
+            let scope = &view.scopes[si as usize];
             scope_buf.clear();
             let scope_ok = resource_ok.and_then(|()| {
                 encode_scope(
-                    sm.scope.as_ref(),
+                    &view,
+                    scope,
                     &stager.attr_limits,
                     &mut stager.scratch,
                     &mut scope_buf,
                 )
             });
-            for (mi, metric) in sm.metrics.iter().enumerate() {
-                let n = point_count(metric);
-                let Some(data) = metric.data.as_ref().filter(|_| n > 0) else {
+            for mi in scope.metrics.start..scope.metrics.end {
+                let metric = &view.metrics[mi as usize];
+                let n = metric.points.len();
+                let Some(kind) = metric.data.filter(|_| n > 0) else {
                     continue;
                 };
                 total_points += n as u64;
                 let shape = scope_ok
                     .and_then(|()| validate::check_metric(metric, limits.max_name_bytes))
-                    .and_then(|()| metric_shape(data));
+                    .and_then(|()| metric_shape(metric, kind));
                 let shape = match shape {
                     Ok(shape) => shape,
                     Err(reject) => {
-                        stager.rejections.add(reject, n as u64, &metric.name);
+                        stager.rejections.add(reject, n as u64, metric.name);
                         continue;
                     }
                 };
                 stager.key_buf.clear();
-                let (name, unit) = (&metric.name, &metric.unit);
                 encode_metric_prefix(
                     &mut stager.key_buf,
-                    name,
-                    unit,
+                    metric.name,
+                    metric.unit,
                     shape,
                     &resource_buf,
                     &scope_buf,
                 );
                 let prefix = stager.key_buf.len();
-                let origin = |p: usize| PointOrigin {
-                    resource: ri as u32,
-                    scope: si as u32,
-                    metric: mi as u32,
-                    point: p as u32,
-                };
-                for i in 0..n {
-                    stager.stage_point(origin(i), metric, data, i, prefix);
+                for pi in metric.points.start..metric.points.end {
+                    let origin = PointOrigin {
+                        resource: ri as u32,
+                        scope: si,
+                        metric: mi,
+                        point: pi,
+                    };
+                    stager.stage_point(&view, origin, metric, kind, prefix);
                 }
             }
         }
@@ -130,13 +115,13 @@ pub fn stage_request(
         rejections,
         ..
     } = stager;
-    Ok(StagedRequest {
-        request,
+    StagedRequest {
+        view,
         points,
         rows,
         rejections,
         total_points,
-    })
+    }
 }
 
 /// Scratch state of one `stage_request` call, reused across points.
@@ -154,58 +139,50 @@ struct Stager {
 impl Stager {
     fn stage_point(
         &mut self,
+        view: &RequestView<'_>,
         origin: PointOrigin,
-        metric: &Metric,
-        data: &Data,
-        i: usize,
+        metric: &MetricView<'_>,
+        kind: DataKind,
         prefix: usize,
     ) {
-        match self.try_stage(origin, data, i, prefix) {
+        match self.try_stage(view, origin, kind, prefix) {
             Ok(point) => self.points.push(point),
-            Err(reject) => self.rejections.add(reject, 1, &metric.name),
+            Err(reject) => self.rejections.add(reject, 1, metric.name),
         }
     }
 
     fn try_stage(
         &mut self,
+        view: &RequestView<'_>,
         origin: PointOrigin,
-        data: &Data,
-        i: usize,
+        kind: DataKind,
         prefix: usize,
     ) -> Result<StagedPoint, Reject> {
-        let (attrs, time, flags) = match data {
-            Data::Gauge(g) => common_fields!(g.data_points[i]),
-            Data::Sum(s) => common_fields!(s.data_points[i]),
-            Data::Histogram(h) => common_fields!(h.data_points[i]),
-            Data::ExponentialHistogram(h) => common_fields!(h.data_points[i]),
-            Data::Summary(s) => common_fields!(s.data_points[i]),
-        };
-        if flags & FLAG_NO_RECORDED_VALUE != 0 {
+        let p = &view.points[origin.point as usize];
+        if p.flags & FLAG_NO_RECORDED_VALUE != 0 {
             return Err(Reject::new(
                 Reason::NoRecordedValue,
                 "flag NO_RECORDED_VALUE",
             ));
         }
-        let time_ns = self.window.check(time)?;
-        let number = match data {
-            Data::Gauge(g) => Some((validate::number_value(&g.data_points[i])?, 0, false)),
-            Data::Sum(s) => {
-                let p = &s.data_points[i];
-                Some((
-                    validate::number_value(p)?,
-                    validate::start_ns(p.start_time_unix_nano),
-                    true,
-                ))
+        let time_ns = self.window.check(p.time_unix_nano)?;
+        let number = match kind {
+            DataKind::Gauge => Some((validate::number_value(p)?, 0, false)),
+            DataKind::Sum => Some((
+                validate::number_value(p)?,
+                validate::start_ns(p.start_time_unix_nano),
+                true,
+            )),
+            DataKind::Histogram => validate::check_histogram(view, p).map(|()| None)?,
+            DataKind::ExponentialHistogram => {
+                validate::check_exp_histogram(view, p).map(|()| None)?
             }
-            Data::Histogram(h) => validate::check_histogram(&h.data_points[i]).map(|()| None)?,
-            Data::ExponentialHistogram(h) => {
-                validate::check_exp_histogram(&h.data_points[i]).map(|()| None)?
-            }
-            Data::Summary(s) => validate::check_summary(&s.data_points[i]).map(|()| None)?,
+            DataKind::Summary => validate::check_summary(view, p).map(|()| None)?,
         };
         self.key_buf.truncate(prefix);
         encode_attribute_set(
-            attrs,
+            view,
+            view.attrs(p.attributes),
             &self.attr_limits,
             "point attribute",
             &mut self.scratch,
@@ -218,7 +195,7 @@ impl Stager {
                 start_ns,
                 is_sum,
             },
-            None => self.encode_row(data, i, key.id, time_ns),
+            None => self.encode_row(view, kind, origin.point as usize, key.id, time_ns),
         };
         Ok(StagedPoint {
             key,
@@ -228,21 +205,27 @@ impl Stager {
         })
     }
 
-    fn encode_row(&mut self, data: &Data, i: usize, id: u64, time_ns: i64) -> Payload {
-        let table = match data {
-            Data::Histogram(_) => RowTable::Histogram,
-            Data::ExponentialHistogram(_) => RowTable::ExpHistogram,
+    fn encode_row(
+        &mut self,
+        view: &RequestView<'_>,
+        kind: DataKind,
+        i: usize,
+        id: u64,
+        time_ns: i64,
+    ) -> Payload {
+        let table = match kind {
+            DataKind::Histogram => RowTable::Histogram,
+            DataKind::ExponentialHistogram => RowTable::ExpHistogram,
             _ => RowTable::Summary,
         };
         let buf = &mut self.rows[table as usize];
         let start = buf.len() as u32;
-        match data {
-            Data::Histogram(h) => rows::histogram_row(buf, id, time_ns, &h.data_points[i]),
-            Data::ExponentialHistogram(h) => {
-                rows::exp_histogram_row(buf, id, time_ns, &h.data_points[i])
-            }
-            Data::Summary(s) => rows::summary_row(buf, id, time_ns, &s.data_points[i]),
-            Data::Gauge(_) | Data::Sum(_) => unreachable!("numbers go to chunks"),
+        let p = &view.points[i];
+        match kind {
+            DataKind::Histogram => rows::histogram_row(buf, view, id, time_ns, p),
+            DataKind::ExponentialHistogram => rows::exp_histogram_row(buf, view, id, time_ns, p),
+            DataKind::Summary => rows::summary_row(buf, view, id, time_ns, p),
+            DataKind::Gauge | DataKind::Sum => unreachable!("numbers go to chunks"),
         }
         Payload::Row {
             table,

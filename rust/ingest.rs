@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use crate::buffer::{utc_day, ChunkBuf, RowBuffer, SeriesRows, Shard};
 use crate::decode;
 use crate::error::CoreError;
+use crate::otlp_decode;
 use crate::reject::{encode_response, Reason, Reject};
 use crate::rows::{self, SeriesRow};
 use crate::series::{Admission, SeriesKey};
@@ -95,7 +96,9 @@ impl MetricsCore {
 
     /// Decodes `bytes` (an `ExportMetricsServiceRequest`) and buffers every valid point.
     pub fn ingest(&self, bytes: &[u8], now_ns: i64) -> Result<IngestOutcome, CoreError> {
-        let mut staged = decode::stage_request(bytes, now_ns, &self.limits)?;
+        let mut spare = Vec::new();
+        let view = otlp_decode::decode_request(bytes, &mut spare)?;
+        let mut staged = decode::stage_request(view, now_ns, &self.limits);
         let collided = {
             let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
             let (new_series, collided) = self.admit(&staged);
@@ -110,8 +113,8 @@ impl MetricsCore {
             "series id already used by another series",
         );
         for &i in &collided {
-            let name = staged.metric(staged.points[i].origin).name.clone();
-            staged.rejections.add(collision, 1, &name);
+            let name = staged.metric(staged.points[i].origin).name;
+            staged.rejections.add(collision, 1, name);
         }
         let rejected = staged.rejections.total();
         let error_message = staged.rejections.message(staged.total_points);
@@ -233,20 +236,21 @@ impl MetricsCore {
             let p = &staged.points[i];
             let metric = staged.metric(p.origin);
             let (resource, scope) = staged.resource_and_scope(p.origin);
-            let data = metric
+            let kind = metric
                 .data
-                .as_ref()
                 .expect("staged points come from metrics with data");
-            let shape = staged::metric_shape(data).expect("staged metrics have a valid shape");
+            let shape =
+                staged::metric_shape(metric, kind).expect("staged metrics have a valid shape");
             let row = SeriesRow {
+                view: &staged.view,
                 key: p.key,
-                metric_name: &metric.name,
+                metric_name: metric.name,
                 shape,
-                unit: &metric.unit,
-                description: &metric.description,
+                unit: metric.unit,
+                description: metric.description,
                 resource,
                 scope,
-                attributes: staged::point_attributes(metric, p.origin.point as usize),
+                attributes: staged.point_attributes(p.origin),
                 first_seen_ns: now_ns,
             };
             rows::series_row(&mut buf, &row);

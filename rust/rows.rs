@@ -1,20 +1,23 @@
 //! COPY tuples of every table, column for column as in `migrations/0001_metrics.sql`.
 
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    ExponentialHistogramDataPoint, HistogramDataPoint, SummaryDataPoint,
-};
 use serde_json::json;
 
 use crate::attributes::attributes_json;
 use crate::buffer::ChunkBuf;
 use crate::copy_binary::Tuple;
+use crate::otlp_view::{KeyValueView, PointView, RequestView, ScopeView};
 use crate::series::{MetricShape, SeriesKey, Temporality};
 use crate::validate::start_ns;
 
 /// `histogram_points`: time, series_id, start_time, count, sum, min, max, bounds,
 /// bucket_counts.
-pub fn histogram_row(buf: &mut Vec<u8>, id: u64, time_ns: i64, p: &HistogramDataPoint) {
+pub fn histogram_row(
+    buf: &mut Vec<u8>,
+    view: &RequestView<'_>,
+    id: u64,
+    time_ns: i64,
+    p: &PointView,
+) {
     Tuple::begin(buf, 9)
         .timestamptz_ns(time_ns)
         .int8(id as i64)
@@ -23,8 +26,8 @@ pub fn histogram_row(buf: &mut Vec<u8>, id: u64, time_ns: i64, p: &HistogramData
         .opt_float8(p.sum)
         .opt_float8(p.min)
         .opt_float8(p.max)
-        .float8_array(p.explicit_bounds.iter().copied())
-        .int8_array(&p.bucket_counts);
+        .float8_array(view.bounds(p.explicit_bounds).iter().copied())
+        .int8_array(view.counts(p.bucket_counts));
 }
 
 /// `exp_histogram_points`: time, series_id, start_time, count, sum, min, max, scale,
@@ -32,18 +35,13 @@ pub fn histogram_row(buf: &mut Vec<u8>, id: u64, time_ns: i64, p: &HistogramData
 /// negative_counts. A missing bucket range is offset 0 with no counts.
 pub fn exp_histogram_row(
     buf: &mut Vec<u8>,
+    view: &RequestView<'_>,
     id: u64,
     time_ns: i64,
-    p: &ExponentialHistogramDataPoint,
+    p: &PointView,
 ) {
-    let (pos_offset, pos_counts) = p
-        .positive
-        .as_ref()
-        .map_or((0, &[][..]), |b| (b.offset, &b.bucket_counts[..]));
-    let (neg_offset, neg_counts) = p
-        .negative
-        .as_ref()
-        .map_or((0, &[][..]), |b| (b.offset, &b.bucket_counts[..]));
+    let (pos_offset, pos_counts) = view.buckets(p.positive);
+    let (neg_offset, neg_counts) = view.buckets(p.negative);
     Tuple::begin(buf, 14)
         .timestamptz_ns(time_ns)
         .int8(id as i64)
@@ -62,15 +60,22 @@ pub fn exp_histogram_row(
 }
 
 /// `summary_points`: time, series_id, start_time, count, sum, quantiles, quantile_values.
-pub fn summary_row(buf: &mut Vec<u8>, id: u64, time_ns: i64, p: &SummaryDataPoint) {
+pub fn summary_row(
+    buf: &mut Vec<u8>,
+    view: &RequestView<'_>,
+    id: u64,
+    time_ns: i64,
+    p: &PointView,
+) {
+    let quantiles = p.quantile_values.of(&view.quantiles);
     Tuple::begin(buf, 7)
         .timestamptz_ns(time_ns)
         .int8(id as i64)
         .timestamptz_ns_or_null(start_ns(p.start_time_unix_nano))
         .int8(p.count as i64)
-        .float8(p.sum)
-        .float8_array(p.quantile_values.iter().map(|q| q.quantile))
-        .float8_array(p.quantile_values.iter().map(|q| q.value));
+        .float8(p.sum.unwrap_or(0.0))
+        .float8_array(quantiles.iter().map(|q| q.quantile))
+        .float8_array(quantiles.iter().map(|q| q.value));
 }
 
 /// `point_chunks`: series_id, start_time (earliest point), end_time (latest point),
@@ -94,28 +99,31 @@ pub fn chunk_row(buf: &mut Vec<u8>, id: u64, chunk: &ChunkBuf) {
 
 /// Everything a `series` row holds, borrowed from the request.
 pub struct SeriesRow<'a> {
+    /// The request the strings and attributes below belong to (for nested values).
+    pub view: &'a RequestView<'a>,
     pub key: SeriesKey,
     pub metric_name: &'a str,
     pub shape: MetricShape,
     pub unit: &'a str,
     pub description: &'a str,
-    pub resource: &'a [KeyValue],
-    pub scope: Option<&'a InstrumentationScope>,
-    pub attributes: &'a [KeyValue],
+    pub resource: &'a [KeyValueView<'a>],
+    pub scope: &'a ScopeView<'a>,
+    pub attributes: &'a [KeyValueView<'a>],
     pub first_seen_ns: i64,
 }
 
 /// The staging table of `series` (same columns): id, fingerprint, metric_name, metric_type,
 /// temporality, monotonic, unit, description, resource, scope, attributes, first_seen.
 pub fn series_row(buf: &mut Vec<u8>, row: &SeriesRow<'_>) {
-    let resource = attributes_json(row.resource).to_string();
+    let view = row.view;
+    let resource = attributes_json(view, row.resource).to_string();
     let scope = json!({
-        "name": row.scope.map_or("", |s| s.name.as_str()),
-        "version": row.scope.map_or("", |s| s.version.as_str()),
-        "attributes": attributes_json(row.scope.map_or(&[][..], |s| &s.attributes)),
+        "name": row.scope.name,
+        "version": row.scope.version,
+        "attributes": attributes_json(view, view.attrs(row.scope.attributes)),
     })
     .to_string();
-    let attributes = attributes_json(row.attributes).to_string();
+    let attributes = attributes_json(view, row.attributes).to_string();
     Tuple::begin(buf, 12)
         .int8(row.key.id as i64)
         .int8(row.key.fingerprint as i64)

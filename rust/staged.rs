@@ -1,9 +1,7 @@
 //! What phase one of an ingest produces: validated points with their series keys, pre-encoded
-//! rows, and the request they borrow names and attributes from.
+//! rows, and the request view they borrow names and attributes from.
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric};
+use crate::otlp_view::{DataKind, KeyValueView, MetricView, RequestView, ScopeView};
 
 use crate::reject::{Reason, Reject, Rejections};
 use crate::series::{MetricKind, MetricShape, SeriesKey, Temporality};
@@ -38,8 +36,9 @@ pub enum RowTable {
     Summary = 2,
 }
 
-/// Where a point sits in the request (indexes), to build its `series` row later.
-#[derive(Clone, Copy, Debug)]
+/// Where a point sits in the request: indexes into the arenas of its [`RequestView`], to build
+/// its `series` row later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PointOrigin {
     pub resource: u32,
     pub scope: u32,
@@ -48,7 +47,7 @@ pub struct PointOrigin {
 }
 
 /// What an accepted point carries into the buffers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Payload {
     /// A Gauge or Sum point, for a chunk; `start_ns` is 0 for gauges and unset starts.
     Number {
@@ -65,7 +64,7 @@ pub enum Payload {
 }
 
 /// A validated point with its series key.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StagedPoint {
     pub key: SeriesKey,
     pub origin: PointOrigin,
@@ -73,9 +72,9 @@ pub struct StagedPoint {
     pub payload: Payload,
 }
 
-/// The outcome of phase one.
-pub struct StagedRequest {
-    pub request: ExportMetricsServiceRequest,
+/// The outcome of phase one, borrowing the request bytes.
+pub struct StagedRequest<'a> {
+    pub view: RequestView<'a>,
     pub points: Vec<StagedPoint>,
     /// Encoded COPY tuples (no header) per [`RowTable`].
     pub rows: [Vec<u8>; 3],
@@ -84,78 +83,48 @@ pub struct StagedRequest {
     pub total_points: u64,
 }
 
-impl StagedRequest {
+impl<'a> StagedRequest<'a> {
     /// The metric a point came from.
-    pub fn metric(&self, o: PointOrigin) -> &Metric {
-        let rm = &self.request.resource_metrics[o.resource as usize];
-        &rm.scope_metrics[o.scope as usize].metrics[o.metric as usize]
+    pub fn metric(&self, o: PointOrigin) -> &MetricView<'a> {
+        &self.view.metrics[o.metric as usize]
     }
 
     /// The resource attributes and scope a point came from.
-    pub fn resource_and_scope(
-        &self,
-        o: PointOrigin,
-    ) -> (&[KeyValue], Option<&InstrumentationScope>) {
-        let rm = &self.request.resource_metrics[o.resource as usize];
-        let resource = rm.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-        (resource, rm.scope_metrics[o.scope as usize].scope.as_ref())
+    pub fn resource_and_scope(&self, o: PointOrigin) -> (&[KeyValueView<'a>], &ScopeView<'a>) {
+        let resource = self.view.resources[o.resource as usize].attributes;
+        (
+            self.view.attrs(resource),
+            &self.view.scopes[o.scope as usize],
+        )
+    }
+
+    /// The attributes of the point a staged point came from.
+    pub fn point_attributes(&self, o: PointOrigin) -> &[KeyValueView<'a>] {
+        self.view
+            .attrs(self.view.points[o.point as usize].attributes)
     }
 }
 
-/// The identity shape of a metric, or the rejection of all its points.
-pub fn metric_shape(data: &Data) -> Result<MetricShape, Reject> {
-    let temporality = |t| {
-        Temporality::from_otlp(t).map(Some).ok_or(Reject::new(
-            Reason::UnspecifiedTemporality,
-            "aggregation_temporality must be DELTA or CUMULATIVE",
-        ))
+/// The identity shape of a metric with data, or the rejection of all its points.
+pub fn metric_shape(metric: &MetricView<'_>, kind: DataKind) -> Result<MetricShape, Reject> {
+    let temporality = || {
+        Temporality::from_otlp(metric.temporality)
+            .map(Some)
+            .ok_or(Reject::new(
+                Reason::UnspecifiedTemporality,
+                "aggregation_temporality must be DELTA or CUMULATIVE",
+            ))
     };
-    let (kind, temporality, monotonic) = match data {
-        Data::Gauge(_) => (MetricKind::Gauge, None, None),
-        Data::Sum(s) => (
-            MetricKind::Sum,
-            temporality(s.aggregation_temporality)?,
-            Some(s.is_monotonic),
-        ),
-        Data::Histogram(h) => (
-            MetricKind::Histogram,
-            temporality(h.aggregation_temporality)?,
-            None,
-        ),
-        Data::ExponentialHistogram(h) => (
-            MetricKind::ExponentialHistogram,
-            temporality(h.aggregation_temporality)?,
-            None,
-        ),
-        Data::Summary(_) => (MetricKind::Summary, None, None),
+    let (kind, temporality, monotonic) = match kind {
+        DataKind::Gauge => (MetricKind::Gauge, None, None),
+        DataKind::Sum => (MetricKind::Sum, temporality()?, Some(metric.monotonic)),
+        DataKind::Histogram => (MetricKind::Histogram, temporality()?, None),
+        DataKind::ExponentialHistogram => (MetricKind::ExponentialHistogram, temporality()?, None),
+        DataKind::Summary => (MetricKind::Summary, None, None),
     };
     Ok(MetricShape {
         kind,
         temporality,
         monotonic,
     })
-}
-
-/// Data points in a metric.
-pub fn point_count(metric: &Metric) -> usize {
-    match &metric.data {
-        None => 0,
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-    }
-}
-
-/// The attributes of point `i` of a metric.
-pub fn point_attributes(metric: &Metric, i: usize) -> &[KeyValue] {
-    match &metric.data {
-        None => &[],
-        Some(Data::Gauge(g)) => &g.data_points[i].attributes,
-        Some(Data::Sum(s)) => &s.data_points[i].attributes,
-        Some(Data::Histogram(h)) => &h.data_points[i].attributes,
-        Some(Data::ExponentialHistogram(h)) => &h.data_points[i].attributes,
-        Some(Data::Summary(s)) => &s.data_points[i].attributes,
-    }
 }

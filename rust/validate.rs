@@ -1,10 +1,6 @@
 //! Per-point and per-metric checks that do not involve attributes (see `attributes.rs`).
 
-use opentelemetry_proto::tonic::metrics::v1::{
-    number_data_point, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
-    SummaryDataPoint,
-};
-
+use crate::otlp_view::{MetricView, NumberValue, PointView, RequestView};
 use crate::reject::{Reason, Reject};
 
 /// OTLP `DataPointFlags.FLAG_NO_RECORDED_VALUE`: the point is a staleness marker.
@@ -45,7 +41,7 @@ pub fn start_ns(start_time_unix_nano: u64) -> i64 {
 }
 
 /// Checks name, unit and description of a metric (they become `text` columns).
-pub fn check_metric(metric: &Metric, max_name_bytes: usize) -> Result<(), Reject> {
+pub fn check_metric(metric: &MetricView<'_>, max_name_bytes: usize) -> Result<(), Reject> {
     let invalid = |detail| Err(Reject::new(Reason::InvalidName, detail));
     if metric.name.is_empty() {
         return invalid("name is empty");
@@ -87,12 +83,12 @@ fn finite_or(v: f64, detail: &'static str) -> Result<(), Reject> {
 }
 
 /// The value of a Gauge or Sum point as f64 (ints are converted, like `as_int as f64`).
-pub fn number_value(point: &NumberDataPoint) -> Result<f64, Reject> {
+pub fn number_value(point: &PointView) -> Result<f64, Reject> {
     match point.value {
         None => Err(Reject::new(Reason::MissingValue, "")),
-        Some(number_data_point::Value::AsInt(i)) => Ok(i as f64),
-        Some(number_data_point::Value::AsDouble(d)) if d.is_finite() => Ok(d),
-        Some(number_data_point::Value::AsDouble(d)) => {
+        Some(NumberValue::Int(i)) => Ok(i as f64),
+        Some(NumberValue::Double(d)) if d.is_finite() => Ok(d),
+        Some(NumberValue::Double(d)) => {
             non_finite(d, ["value is NaN", "value is +Inf", "value is -Inf"]).map(|()| d)
         }
     }
@@ -100,23 +96,22 @@ pub fn number_value(point: &NumberDataPoint) -> Result<f64, Reject> {
 
 /// Checks a histogram point: finite sum/min/max; bucket counts one more than bounds (or both
 /// empty); bounds finite and strictly increasing; bucket counts adding up to `count`.
-pub fn check_histogram(p: &HistogramDataPoint) -> Result<(), Reject> {
+pub fn check_histogram(view: &RequestView<'_>, p: &PointView) -> Result<(), Reject> {
     for v in [p.sum, p.min, p.max].into_iter().flatten() {
         finite_or(v, "histogram sum, min or max is not finite")?;
     }
     let invalid = |detail| Err(Reject::new(Reason::InvalidHistogram, detail));
-    if p.bucket_counts.is_empty() && p.explicit_bounds.is_empty() {
+    let (counts, bounds) = (view.counts(p.bucket_counts), view.bounds(p.explicit_bounds));
+    if counts.is_empty() && bounds.is_empty() {
         return Ok(());
     }
-    if p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
+    if counts.len() != bounds.len() + 1 {
         return invalid("bucket_counts must have one more entry than explicit_bounds");
     }
-    if p.explicit_bounds.iter().any(|b| !b.is_finite())
-        || p.explicit_bounds.windows(2).any(|w| w[0] >= w[1])
-    {
+    if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
         return invalid("explicit_bounds must be finite and strictly increasing");
     }
-    let total: u128 = p.bucket_counts.iter().map(|&c| u128::from(c)).sum();
+    let total: u128 = counts.iter().map(|&c| u128::from(c)).sum();
     if total != u128::from(p.count) {
         return invalid("bucket_counts do not add up to count");
     }
@@ -125,7 +120,7 @@ pub fn check_histogram(p: &HistogramDataPoint) -> Result<(), Reject> {
 
 /// Checks an exponential histogram point: finite sum/min/max/zero_threshold, scale in
 /// [-10, 20], positive + negative + zero counts adding up to `count`.
-pub fn check_exp_histogram(p: &ExponentialHistogramDataPoint) -> Result<(), Reject> {
+pub fn check_exp_histogram(view: &RequestView<'_>, p: &PointView) -> Result<(), Reject> {
     for v in [p.sum, p.min, p.max, Some(p.zero_threshold)]
         .into_iter()
         .flatten()
@@ -136,11 +131,10 @@ pub fn check_exp_histogram(p: &ExponentialHistogramDataPoint) -> Result<(), Reje
     if !SCALES.contains(&p.scale) {
         return invalid("scale outside [-10, 20]");
     }
-    let buckets = [&p.positive, &p.negative];
-    let total: u128 = buckets
+    let (positive, negative) = (view.buckets(p.positive).1, view.buckets(p.negative).1);
+    let total: u128 = positive
         .iter()
-        .filter_map(|b| b.as_ref())
-        .flat_map(|b| b.bucket_counts.iter())
+        .chain(negative)
         .map(|&c| u128::from(c))
         .sum::<u128>()
         + u128::from(p.zero_count);
@@ -151,9 +145,9 @@ pub fn check_exp_histogram(p: &ExponentialHistogramDataPoint) -> Result<(), Reje
 }
 
 /// Checks a summary point: finite sum and quantile values, quantiles within [0, 1].
-pub fn check_summary(p: &SummaryDataPoint) -> Result<(), Reject> {
-    finite_or(p.sum, "summary sum is not finite")?;
-    for q in &p.quantile_values {
+pub fn check_summary(view: &RequestView<'_>, p: &PointView) -> Result<(), Reject> {
+    finite_or(p.sum.unwrap_or(0.0), "summary sum is not finite")?;
+    for q in p.quantile_values.of(&view.quantiles) {
         if !(0.0..=1.0).contains(&q.quantile) {
             return Err(Reject::new(
                 Reason::InvalidSummary,

@@ -3,9 +3,12 @@
 
 mod builder;
 mod copy_reader;
+mod random_requests;
+mod view_reference;
 
 mod test_copy_binary;
 mod test_decode;
+mod test_differential;
 mod test_ingest;
 mod test_rejections;
 mod test_series;

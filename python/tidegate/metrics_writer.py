@@ -93,11 +93,16 @@ class MetricsWriter:
     async def flush_once(self) -> bool:
         """Write one batch if anything is buffered; return whether there was one."""
         async with self._flush_lock:
+            # Counted as in flight before the take: while take_batch runs, the points have left
+            # the core's buffer but are not stored, and admission must still see them.
+            self._in_flight_points = self._core.buffered_points
             batch = await asyncio.to_thread(self._core.take_batch)
-            self._publish_gauges()
             if batch is None:
+                self._in_flight_points = 0
+                self._publish_gauges()
                 return False
             self._in_flight_points = batch.points
+            self._publish_gauges()
             try:
                 await self._write_with_retry(batch)
             finally:

@@ -42,12 +42,14 @@ def test_full_queue_is_unavailable_with_retry_info_and_loses_nothing(
     daemon = small_queue_daemon
     # A slow database: the writer's COPY waits behind this lock, so the queue stays full.
     blocker = daemon.call(asyncpg.connect(daemon.daemon.dsn))
-    daemon.call(blocker.execute("BEGIN; LOCK TABLE point_chunks IN ACCESS EXCLUSIVE MODE"))
-    assert p.export(daemon.grpc_target, thousand_points("first")).partial_success.ListFields() == []
-    with pytest.raises(grpc.RpcError) as failure:
-        p.export(daemon.grpc_target, thousand_points("second"))
-    daemon.call(blocker.execute("COMMIT"))
-    daemon.call(blocker.close())
+    try:
+        daemon.call(blocker.execute("BEGIN; LOCK TABLE point_chunks IN ACCESS EXCLUSIVE MODE"))
+        first = p.export(daemon.grpc_target, thousand_points("first"))
+        assert first.partial_success.ListFields() == []
+        with pytest.raises(grpc.RpcError) as failure:
+            p.export(daemon.grpc_target, thousand_points("second"))
+    finally:
+        daemon.call(blocker.close())  # ends the transaction: the lock goes with it
     assert failure.value.code() is grpc.StatusCode.UNAVAILABLE
     trailers = dict(failure.value.trailing_metadata() or ())
     status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])

@@ -6,8 +6,10 @@ use std::sync::PoisonError;
 
 use crate::buffer::{ChunkBuf, ChunkMap, RowBuffer};
 use crate::copy_binary::{write_header, write_trailer};
+use crate::histogram_chunks::{HistogramChunk, HistogramChunkMap};
 use crate::ingest::{lock, shard_of, Batch, MetricsCore};
 use crate::rows;
+use crate::staged::ROW_TABLES;
 
 impl MetricsCore {
     /// Moves everything buffered into a [`Batch`]; `None` when nothing is buffered.
@@ -15,21 +17,27 @@ impl MetricsCore {
     /// Under the write gate it only swaps buffers out (O(shards)); the encoding of chunk rows
     /// happens after the gate is released, so ingests continue meanwhile.
     pub fn take_batch(&self) -> Option<Batch> {
-        let (chunk_maps, tables, series, points) = {
+        let (chunk_maps, histogram_maps, tables, series, points) = {
             let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
             let points = self.buffered_points.swap(0, Ordering::Relaxed);
             let series = mem::take(&mut *lock(&self.series));
             if points == 0 && series.ids.is_empty() {
                 return None;
             }
-            let chunk_maps: Vec<ChunkMap> = self
+            let (chunk_maps, histogram_maps): (Vec<ChunkMap>, Vec<HistogramChunkMap>) = self
                 .shards
                 .iter()
-                .map(|s| mem::take(&mut lock(s).chunks))
-                .collect();
-            let tables: [RowBuffer; 3] =
+                .map(|s| {
+                    let mut shard = lock(s);
+                    (
+                        mem::take(&mut shard.chunks),
+                        mem::take(&mut shard.histograms),
+                    )
+                })
+                .unzip();
+            let tables: [RowBuffer; ROW_TABLES] =
                 std::array::from_fn(|t| mem::take(&mut *lock(&self.tables[t])));
-            (chunk_maps, tables, series, points)
+            (chunk_maps, histogram_maps, tables, series, points)
         };
         let mut batch = Batch {
             points,
@@ -41,14 +49,15 @@ impl MetricsCore {
         let (chunk_copy, chunk_rows) = encode_chunks(chunk_maps, &mut days);
         batch.point_chunks_copy = chunk_copy;
         batch.chunk_rows = chunk_rows;
-        let [histogram, exp_histogram, summary] = tables;
-        batch.histogram_rows = histogram.rows;
+        let (histogram_copy, histogram_rows) = encode_histogram_chunks(histogram_maps, &mut days);
+        batch.histogram_chunks_copy = histogram_copy;
+        batch.histogram_chunk_rows = histogram_rows;
+        let [exp_histogram, summary] = tables;
         batch.exp_histogram_rows = exp_histogram.rows;
         batch.summary_rows = summary.rows;
-        for table in [&histogram, &exp_histogram, &summary] {
+        for table in [&exp_histogram, &summary] {
             days.extend_from_slice(&table.days);
         }
-        batch.histogram_points_copy = histogram.finish();
         batch.exp_histogram_points_copy = exp_histogram.finish();
         batch.summary_points_copy = summary.finish();
         days.sort_unstable();
@@ -111,4 +120,43 @@ fn encode_chunks(maps: Vec<ChunkMap>, days: &mut Vec<i64>) -> (Vec<u8>, u64) {
     }
     write_trailer(&mut buf);
     (buf, chunks.len() as u64)
+}
+
+/// One `histogram_chunks` row per (series, day, bucket layout), sorted like `point_chunks`
+/// rows, then by layout so that the output does not depend on hash-map order.
+fn encode_histogram_chunks(maps: Vec<HistogramChunkMap>, days: &mut Vec<i64>) -> (Vec<u8>, u64) {
+    let mut chunks: Vec<(u64, i64, HistogramChunk)> = maps
+        .into_iter()
+        .flatten()
+        .flat_map(|((id, day, _), layouts)| layouts.into_iter().map(move |c| (id, day, c)))
+        .collect();
+    if chunks.is_empty() {
+        return (Vec::new(), 0);
+    }
+    chunks.sort_unstable_by(|(ia, da, a), (ib, db, b)| {
+        (*ia as i64, *da)
+            .cmp(&(*ib as i64, *db))
+            .then_with(|| a.buckets_per_point.cmp(&b.buckets_per_point))
+            .then_with(|| total_cmp_slices(&a.bounds, &b.bounds))
+    });
+    let size: usize = chunks
+        .iter()
+        .map(|(_, _, c)| 128 + c.times.len() * 80 + (c.bounds.len() + c.bucket_counts.len()) * 12)
+        .sum();
+    let mut buf = Vec::with_capacity(64 + size);
+    write_header(&mut buf);
+    for (id, day, chunk) in &chunks {
+        rows::histogram_chunk_row(&mut buf, *id, chunk);
+        days.push(*day);
+    }
+    write_trailer(&mut buf);
+    (buf, chunks.len() as u64)
+}
+
+fn total_cmp_slices(a: &[f64], b: &[f64]) -> std::cmp::Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.total_cmp(y))
+        .find(|o| o.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
 }

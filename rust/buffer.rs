@@ -1,6 +1,7 @@
 //! Buffers that hold accepted points between `take_batch` calls.
 
 use crate::copy_binary::{write_header, write_trailer};
+use crate::histogram_chunks::HistogramChunkMap;
 use crate::series::{IdMap, SeriesRegistry};
 
 /// Nanoseconds in a UTC day: partitions are per day.
@@ -46,11 +47,13 @@ impl ChunkBuf {
 /// Chunks keyed by (series id, UTC day).
 pub type ChunkMap = IdMap<(u64, i64), ChunkBuf>;
 
-/// One shard of the core's state: the series whose id falls in it, and their chunks.
+/// One shard of the core's state: the series whose id falls in it, and their chunks (in the
+/// shard, so that the registry check and the append are one step under its lock).
 #[derive(Default)]
 pub struct Shard {
     pub registry: SeriesRegistry,
     pub chunks: ChunkMap,
+    pub histograms: HistogramChunkMap,
 }
 
 /// Encoded COPY tuples of one table, with the stream header already written.

@@ -168,6 +168,19 @@ impl<'a> Tuple<'a> {
         self
     }
 
+    /// A `double precision[]` field whose `None` elements are NULL elements.
+    pub fn opt_float8_array(&mut self, values: &[Option<f64>]) -> &mut Self {
+        let nulls = values.iter().filter(|v| v.is_none()).count();
+        self.array8_header(OID_FLOAT8, values.len(), nulls);
+        for v in values {
+            match v {
+                Some(v) => self.element8(v.to_be_bytes()),
+                None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        self
+    }
+
     /// A `bigint[]` field from OTLP's unsigned counts (reinterpreted as i64: counts past
     /// i64::MAX do not occur in practice).
     pub fn int8_array(&mut self, values: &[u64]) -> &mut Self {

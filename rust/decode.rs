@@ -1,13 +1,14 @@
 //! Phase one of an ingest, done without any lock: validate every point of a decoded request,
-//! compute its series key and encode histogram-like rows.
+//! compute its series key and encode exponential histogram and summary rows.
 
 use crate::attributes::{check_str, encode_attribute_set, put_field, AttributeLimits};
+use crate::histogram_chunks::BucketLayout;
 use crate::otlp_view::{DataKind, MetricView, RequestView, ScopeView};
 use crate::reject::{Reason, Reject, Rejections};
 use crate::rows;
 use crate::series::{encode_metric_prefix, SeriesKey};
 use crate::staged::{
-    metric_shape, Limits, Payload, PointOrigin, RowTable, StagedPoint, StagedRequest,
+    metric_shape, Limits, Payload, PointOrigin, RowTable, StagedPoint, StagedRequest, ROW_TABLES,
 };
 use crate::validate::{self, TimeWindow, FLAG_NO_RECORDED_VALUE};
 
@@ -132,7 +133,7 @@ struct Stager {
     /// Canonical bytes: the metric prefix, then the current point's attributes.
     key_buf: Vec<u8>,
     points: Vec<StagedPoint>,
-    rows: [Vec<u8>; 3],
+    rows: [Vec<u8>; ROW_TABLES],
     rejections: Rejections,
 }
 
@@ -195,6 +196,14 @@ impl Stager {
                 start_ns,
                 is_sum,
             },
+            None if kind == DataKind::Histogram => Payload::Histogram {
+                start_ns: validate::start_ns(p.start_time_unix_nano),
+                layout_hash: BucketLayout {
+                    bounds: view.bounds(p.explicit_bounds),
+                    buckets_per_point: view.counts(p.bucket_counts).len(),
+                }
+                .hash(),
+            },
             None => self.encode_row(view, kind, origin.point as usize, key.id, time_ns),
         };
         Ok(StagedPoint {
@@ -214,7 +223,6 @@ impl Stager {
         time_ns: i64,
     ) -> Payload {
         let table = match kind {
-            DataKind::Histogram => RowTable::Histogram,
             DataKind::ExponentialHistogram => RowTable::ExpHistogram,
             _ => RowTable::Summary,
         };
@@ -222,10 +230,11 @@ impl Stager {
         let start = buf.len() as u32;
         let p = &view.points[i];
         match kind {
-            DataKind::Histogram => rows::histogram_row(buf, view, id, time_ns, p),
             DataKind::ExponentialHistogram => rows::exp_histogram_row(buf, view, id, time_ns, p),
             DataKind::Summary => rows::summary_row(buf, view, id, time_ns, p),
-            DataKind::Gauge | DataKind::Sum => unreachable!("numbers go to chunks"),
+            DataKind::Gauge | DataKind::Sum | DataKind::Histogram => {
+                unreachable!("numbers and histograms go to chunks")
+            }
         }
         Payload::Row {
             table,

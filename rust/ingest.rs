@@ -6,11 +6,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use crate::buffer::{utc_day, ChunkBuf, RowBuffer, SeriesRows, Shard};
 use crate::decode;
 use crate::error::CoreError;
+use crate::histogram_chunks::{self, HistogramPoint};
 use crate::otlp_decode;
 use crate::reject::{encode_response, Reason, Reject};
 use crate::rows::{self, SeriesRow};
 use crate::series::{Admission, SeriesKey};
-use crate::staged::{self, Limits, Payload, StagedRequest};
+use crate::staged::{self, Limits, Payload, StagedRequest, ROW_TABLES};
 
 /// Number of shards; a power of two, well above the number of ingest threads.
 const SHARDS: usize = 16;
@@ -41,14 +42,14 @@ pub struct IngestOutcome {
 pub struct Batch {
     pub series_copy: Vec<u8>,
     pub point_chunks_copy: Vec<u8>,
-    pub histogram_points_copy: Vec<u8>,
+    pub histogram_chunks_copy: Vec<u8>,
     pub exp_histogram_points_copy: Vec<u8>,
     pub summary_points_copy: Vec<u8>,
     /// Ids of the series first seen in this batch (for `forget_series`).
     pub new_series_ids: Vec<u64>,
     pub points: u64,
     pub chunk_rows: u64,
-    pub histogram_rows: u64,
+    pub histogram_chunk_rows: u64,
     pub exp_histogram_rows: u64,
     pub summary_rows: u64,
     /// Sorted distinct UTC days of the point-table rows (the `series` table is not
@@ -59,19 +60,21 @@ pub struct Batch {
 /// Decodes requests and buffers their points until `take_batch`.
 ///
 /// Concurrency: `ingest` runs on many threads at once. Decoding, validation, hashing and the
-/// encoding of histogram/summary rows happen without any lock. The appends then take:
+/// encoding of exponential histogram/summary rows happen without any lock. The appends then
+/// take:
 /// - `gate` for reading (shared: ingests never wait for each other on it). `take_batch` takes it
 ///   for writing only to swap the buffers out, so every request lands entirely in one batch.
 /// - one shard `Mutex` at a time, for the shards the request's series fall in (shard = top bits
-///   of the series id). Within a shard, the registry check-and-insert and the chunk append are
-///   one step, so a series is `New` for exactly one request.
+///   of the series id). Within a shard, the registry check-and-insert and the chunk append
+///   (Gauge, Sum and histogram chunks) are one step, so a series is `New` for exactly one
+///   request.
 /// - the small per-table `Mutex` of each row buffer, for a `memcpy` of pre-encoded tuples.
 pub struct MetricsCore {
     pub(crate) limits: Limits,
     pub(crate) gate: RwLock<()>,
     pub(crate) shards: Vec<Mutex<Shard>>,
     /// Indexed by `RowTable`.
-    pub(crate) tables: [Mutex<RowBuffer>; 3],
+    pub(crate) tables: [Mutex<RowBuffer>; ROW_TABLES],
     pub(crate) series: Mutex<SeriesRows>,
     pub(crate) buffered_points: AtomicU64,
 }
@@ -127,9 +130,9 @@ impl MetricsCore {
         })
     }
 
-    /// Registers series and appends Gauge/Sum points to chunks, shard by shard. Returns the
-    /// indexes (into `staged.points`) of the first point of each new series and of the points
-    /// rejected for an id collision.
+    /// Registers series and appends Gauge, Sum and histogram points to chunks, shard by shard.
+    /// Returns the indexes (into `staged.points`) of the first point of each new series and of
+    /// the points rejected for an id collision.
     fn admit(&self, staged: &StagedRequest) -> (Vec<usize>, Vec<usize>) {
         let points = &staged.points;
         // Stable counting sort by shard: one lock per shard, arrival order kept within a series.
@@ -166,17 +169,31 @@ impl MetricsCore {
                     }
                     last_known = Some(p.key);
                 }
-                if let Payload::Number {
-                    value,
-                    start_ns,
-                    is_sum,
-                } = p.payload
-                {
-                    shard
+                let day = utc_day(p.time_ns);
+                match p.payload {
+                    Payload::Number {
+                        value,
+                        start_ns,
+                        is_sum,
+                    } => shard
                         .chunks
-                        .entry((p.key.id, utc_day(p.time_ns)))
+                        .entry((p.key.id, day))
                         .or_insert_with(|| ChunkBuf::new(is_sum))
-                        .push(p.time_ns, value, start_ns);
+                        .push(p.time_ns, value, start_ns),
+                    Payload::Histogram {
+                        start_ns,
+                        layout_hash,
+                    } => {
+                        let point = HistogramPoint::of(staged, i, start_ns);
+                        histogram_chunks::append(
+                            &mut shard.histograms,
+                            p.key.id,
+                            day,
+                            layout_hash,
+                            &point,
+                        );
+                    }
+                    Payload::Row { .. } => {}
                 }
             }
         }
@@ -184,11 +201,11 @@ impl MetricsCore {
         (new_series, collided)
     }
 
-    /// Appends the pre-encoded histogram, exponential histogram and summary rows.
+    /// Appends the pre-encoded exponential histogram and summary rows.
     fn append_rows(&self, staged: &StagedRequest, collided: &[usize]) {
-        let mut counts = [0u64; 3];
-        let mut days: [Vec<i64>; 3] = Default::default();
-        let mut filtered: [Vec<u8>; 3] = Default::default();
+        let mut counts = [0u64; ROW_TABLES];
+        let mut days: [Vec<i64>; ROW_TABLES] = Default::default();
+        let mut filtered: [Vec<u8>; ROW_TABLES] = Default::default();
         let any_row_collided = collided
             .iter()
             .any(|&i| matches!(staged.points[i].payload, Payload::Row { .. }));
@@ -210,7 +227,7 @@ impl MetricsCore {
                 days[table as usize].push(day);
             }
         }
-        for t in 0..3 {
+        for t in 0..ROW_TABLES {
             if counts[t] == 0 {
                 continue;
             }

@@ -11,6 +11,7 @@ pub mod buffer;
 pub mod copy_binary;
 pub mod decode;
 pub mod error;
+pub mod histogram_chunks;
 pub mod ingest;
 pub mod otlp_decode;
 mod otlp_points;

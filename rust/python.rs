@@ -162,7 +162,7 @@ pub struct MetricsBatch {
     #[pyo3(get)]
     point_chunks_copy: Py<PyBytes>,
     #[pyo3(get)]
-    histogram_points_copy: Py<PyBytes>,
+    histogram_chunks_copy: Py<PyBytes>,
     #[pyo3(get)]
     exp_histogram_points_copy: Py<PyBytes>,
     #[pyo3(get)]
@@ -172,7 +172,7 @@ pub struct MetricsBatch {
     #[pyo3(get)]
     chunk_rows: u64,
     #[pyo3(get)]
-    histogram_rows: u64,
+    histogram_chunk_rows: u64,
     #[pyo3(get)]
     exp_histogram_rows: u64,
     #[pyo3(get)]
@@ -230,12 +230,12 @@ impl MetricsCore {
         Some(MetricsBatch {
             series_copy: bytes(&batch.series_copy),
             point_chunks_copy: bytes(&batch.point_chunks_copy),
-            histogram_points_copy: bytes(&batch.histogram_points_copy),
+            histogram_chunks_copy: bytes(&batch.histogram_chunks_copy),
             exp_histogram_points_copy: bytes(&batch.exp_histogram_points_copy),
             summary_points_copy: bytes(&batch.summary_points_copy),
             points: batch.points,
             chunk_rows: batch.chunk_rows,
-            histogram_rows: batch.histogram_rows,
+            histogram_chunk_rows: batch.histogram_chunk_rows,
             exp_histogram_rows: batch.exp_histogram_rows,
             summary_rows: batch.summary_rows,
             days: batch.days,

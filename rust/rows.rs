@@ -5,30 +5,10 @@ use serde_json::json;
 use crate::attributes::attributes_json;
 use crate::buffer::ChunkBuf;
 use crate::copy_binary::Tuple;
+use crate::histogram_chunks::HistogramChunk;
 use crate::otlp_view::{KeyValueView, PointView, RequestView, ScopeView};
 use crate::series::{MetricShape, SeriesKey, Temporality};
 use crate::validate::start_ns;
-
-/// `histogram_points`: time, series_id, start_time, count, sum, min, max, bounds,
-/// bucket_counts.
-pub fn histogram_row(
-    buf: &mut Vec<u8>,
-    view: &RequestView<'_>,
-    id: u64,
-    time_ns: i64,
-    p: &PointView,
-) {
-    Tuple::begin(buf, 9)
-        .timestamptz_ns(time_ns)
-        .int8(id as i64)
-        .timestamptz_ns_or_null(start_ns(p.start_time_unix_nano))
-        .int8(p.count as i64)
-        .opt_float8(p.sum)
-        .opt_float8(p.min)
-        .opt_float8(p.max)
-        .float8_array(view.bounds(p.explicit_bounds).iter().copied())
-        .int8_array(view.counts(p.bucket_counts));
-}
 
 /// `exp_histogram_points`: time, series_id, start_time, count, sum, min, max, scale,
 /// zero_count, zero_threshold, positive_offset, positive_counts, negative_offset,
@@ -95,6 +75,29 @@ pub fn chunk_row(buf: &mut Vec<u8>, id: u64, chunk: &ChunkBuf) {
         Some(starts) => t.timestamptz_array_ns(starts),
         None => t.null(),
     };
+}
+
+/// `histogram_chunks`: series_id, start_time (earliest point), end_time (latest point),
+/// point_count, point_times, point_start_times, counts, sums, mins, maxs, bounds,
+/// bucket_counts (flattened, point-major). Unset starts and absent sum/min/max are NULL
+/// elements.
+pub fn histogram_chunk_row(buf: &mut Vec<u8>, id: u64, chunk: &HistogramChunk) {
+    let start = chunk.times.iter().copied().min().unwrap_or(0);
+    let end = chunk.times.iter().copied().max().unwrap_or(0);
+    let count = i32::try_from(chunk.times.len()).expect("chunk of more than 2^31 points");
+    Tuple::begin(buf, 12)
+        .int8(id as i64)
+        .timestamptz_ns(start)
+        .timestamptz_ns(end)
+        .int4(count)
+        .timestamptz_array_ns(&chunk.times)
+        .timestamptz_array_ns(&chunk.start_times)
+        .int8_array(&chunk.counts)
+        .opt_float8_array(&chunk.sums)
+        .opt_float8_array(&chunk.mins)
+        .opt_float8_array(&chunk.maxs)
+        .float8_array(chunk.bounds.iter().copied())
+        .int8_array(&chunk.bucket_counts);
 }
 
 /// Everything a `series` row holds, borrowed from the request.

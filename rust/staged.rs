@@ -28,13 +28,15 @@ impl Default for Limits {
     }
 }
 
-/// The three tables that get one row per point, indexes into `StagedRequest::rows`.
+/// The tables that get one row per point, indexes into `StagedRequest::rows`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowTable {
-    Histogram = 0,
-    ExpHistogram = 1,
-    Summary = 2,
+    ExpHistogram = 0,
+    Summary = 1,
 }
+
+/// Number of [`RowTable`]s.
+pub const ROW_TABLES: usize = 2;
 
 /// Where a point sits in the request: indexes into the arenas of its [`RequestView`], to build
 /// its `series` row later.
@@ -55,6 +57,10 @@ pub enum Payload {
         start_ns: i64,
         is_sum: bool,
     },
+    /// An explicit-bucket histogram point, for a histogram chunk; its columns are read from the
+    /// request view at append time. `start_ns` is 0 when unset; `layout_hash` is
+    /// `BucketLayout::hash`, computed here so that the shard lock is held for less.
+    Histogram { start_ns: i64, layout_hash: u64 },
     /// A row already encoded in `StagedRequest::rows[table][start..end]`.
     Row {
         table: RowTable,
@@ -77,7 +83,7 @@ pub struct StagedRequest<'a> {
     pub view: RequestView<'a>,
     pub points: Vec<StagedPoint>,
     /// Encoded COPY tuples (no header) per [`RowTable`].
-    pub rows: [Vec<u8>; 3],
+    pub rows: [Vec<u8>; ROW_TABLES],
     pub rejections: Rejections,
     /// Every data point in the request, accepted or not.
     pub total_points: u64,

@@ -26,7 +26,7 @@ EPOCH = dt.date(1970, 1, 1)
 # COPY target of each payload, in the order they are written (series first: readers join on it).
 POINT_TABLES = (
     ("point_chunks_copy", "point_chunks"),
-    ("histogram_points_copy", "histogram_points"),
+    ("histogram_chunks_copy", "histogram_chunks"),
     ("exp_histogram_points_copy", "exp_histogram_points"),
     ("summary_points_copy", "summary_points"),
 )

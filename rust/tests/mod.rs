@@ -9,6 +9,7 @@ mod view_reference;
 mod test_copy_binary;
 mod test_decode;
 mod test_differential;
+mod test_histogram_chunks;
 mod test_ingest;
 mod test_rejections;
 mod test_series;

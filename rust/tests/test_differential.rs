@@ -72,7 +72,7 @@ fn compare_ingest(a: &[u8], b: &[u8]) {
         (Some(x), Some(y)) => {
             assert_eq!(x.series_copy, y.series_copy);
             assert_eq!(x.point_chunks_copy, y.point_chunks_copy);
-            assert_eq!(x.histogram_points_copy, y.histogram_points_copy);
+            assert_eq!(x.histogram_chunks_copy, y.histogram_chunks_copy);
             assert_eq!(x.exp_histogram_points_copy, y.exp_histogram_points_copy);
             assert_eq!(x.summary_points_copy, y.summary_points_copy);
             assert_eq!((x.points, x.days), (y.points, y.days));

@@ -36,7 +36,7 @@ fn gauge_and_sum_points_become_chunks() {
         (4, 2, 2)
     );
     assert_eq!(batch.days, vec![(T / DAY) as i64]);
-    assert!(batch.histogram_points_copy.is_empty() && batch.summary_points_copy.is_empty());
+    assert!(batch.histogram_chunks_copy.is_empty() && batch.summary_points_copy.is_empty());
     let series = tuples(&batch.series_copy);
     let chunks = tuples(&batch.point_chunks_copy);
     for chunk in &chunks {
@@ -132,7 +132,7 @@ fn histogram_exp_histogram_and_summary_rows() {
     let batch = core.take_batch().unwrap();
     assert_eq!(
         (
-            batch.histogram_rows,
+            batch.histogram_chunk_rows,
             batch.exp_histogram_rows,
             batch.summary_rows,
             batch.chunk_rows
@@ -140,19 +140,18 @@ fn histogram_exp_histogram_and_summary_rows() {
         (1, 1, 1, 0)
     );
     assert!(batch.point_chunks_copy.is_empty());
-    let h = &tuples(&batch.histogram_points_copy)[0];
-    assert_eq!(h.len(), 9);
-    assert_eq!(
-        (int8(&h[0]), int8(&h[2]), int8(&h[3])),
-        (us(T), us(T - 60_000_000_000), 6)
-    );
-    assert_eq!(
-        (float8(&h[4]), float8(&h[5]), h[6].clone()),
-        (10.5, 0.5, None)
-    );
-    assert_eq!(float8_array(&h[7]), vec![1.0, 5.0]);
-    assert_eq!(array8(&h[8]).0, OID_INT8);
-    assert_eq!(int8_array(&h[8]), vec![Some(1), Some(2), Some(3)]);
+    let h = &tuples(&batch.histogram_chunks_copy)[0];
+    assert_eq!(h.len(), 12);
+    assert_eq!((int8(&h[1]), int8(&h[2]), int4(&h[3])), (us(T), us(T), 1));
+    assert_eq!(int8_array(&h[4]), vec![Some(us(T))]);
+    assert_eq!(int8_array(&h[5]), vec![Some(us(T - 60_000_000_000))]);
+    assert_eq!(int8_array(&h[6]), vec![Some(6)]);
+    assert_eq!(float8_array(&h[7]), vec![10.5]);
+    assert_eq!(float8_array(&h[8]), vec![0.5]);
+    assert_eq!(array8(&h[9]).1, vec![None], "max absent: a NULL element");
+    assert_eq!(float8_array(&h[10]), vec![1.0, 5.0]);
+    assert_eq!(array8(&h[11]).0, OID_INT8);
+    assert_eq!(int8_array(&h[11]), vec![Some(1), Some(2), Some(3)]);
     let e = &tuples(&batch.exp_histogram_points_copy)[0];
     assert_eq!(e.len(), 14);
     assert_eq!(
@@ -182,7 +181,7 @@ fn histogram_exp_histogram_and_summary_rows() {
         .iter()
         .map(|r| int8(&r[0]))
         .collect();
-    for id in [int8(&h[1]), int8(&e[1]), int8(&q[1])] {
+    for id in [int8(&h[0]), int8(&e[1]), int8(&q[1])] {
         assert!(series.contains(&id));
     }
 }

@@ -47,7 +47,7 @@ async def _partitions(dsn: str) -> list[str]:
 def test_ensure_day_creates_one_partition_per_point_table(database_dsn: str) -> None:
     assert asyncio.run(_partitions(database_dsn)) == [
         "exp_histogram_points_20261127",
-        "histogram_points_20261127",
+        "histogram_chunks_20261127",
         "point_chunks_20261127",
         "summary_points_20261127",
     ]

@@ -11,6 +11,14 @@ pub enum CoreError {
     /// Nothing of the request was accepted; upstream this is INVALID_ARGUMENT.
     #[error("cannot decode ExportMetricsServiceRequest: {}", Shortened(.0))]
     Decode(#[from] DecodeError),
+    /// Bytes are not a valid serialized t-digest (see `tdigest_codec` for the format and every
+    /// check); nothing was read.
+    #[error("cannot decode t-digest: {0}")]
+    DigestDecode(String),
+    /// A t-digest was given an argument it cannot use (a non-finite value, a compression out
+    /// of range).
+    #[error("{0}")]
+    DigestArgument(String),
 }
 
 /// prost's message (on the rare inputs it decodes) lists every enclosing field: a 100-deep

@@ -1,4 +1,4 @@
-//! tidegate's Rust core: OTLP decode, series ids and PostgreSQL COPY encoding.
+//! tidegate's Rust core: OTLP decode, series ids, PostgreSQL COPY encoding and t-digests.
 //!
 //! This file only registers things; the logic lives in pure-Rust modules (no pyo3) and the
 //! Python wrappers in `python.rs`.
@@ -17,10 +17,14 @@ pub mod otlp_decode;
 mod otlp_points;
 pub mod otlp_view;
 pub mod python;
+mod python_tdigest;
 pub mod reject;
 pub mod rows;
 pub mod series;
 pub mod staged;
+pub mod tdigest;
+pub mod tdigest_codec;
+mod tdigest_query;
 pub mod validate;
 pub mod wire;
 
@@ -42,6 +46,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<python::ExportSummary>()?;
     m.add_class::<python::MetricsBatch>()?;
     m.add_class::<python::MetricsCore>()?;
+    m.add_class::<python::TDigest>()?;
     // pyo3's `add` also builds `__all__`; a private module has no star-import surface, and
     // without it the module matches `_core.pyi` exactly (checked by stubtest).
     m.delattr("__all__")?;

@@ -1,5 +1,6 @@
 //! The Python surface: thin `#[pyclass]` wrappers over the pure-Rust core, the exception
-//! hierarchy, and the `CoreError` → `PyErr` mapping. No logic lives here.
+//! hierarchy, and the `CoreError` → `PyErr` mapping. No logic lives here. The `TDigest`
+//! wrapper is in `python_tdigest.rs` (re-exported here), to keep files short.
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -10,6 +11,8 @@ use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use crate::error::CoreError;
 use crate::ingest;
 use crate::staged::Limits;
+
+pub use crate::python_tdigest::TDigest;
 
 create_exception!(
     tidegate._core,
@@ -36,7 +39,8 @@ fn decode_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
         namespace.set_item("__module__", "tidegate._core")?;
         namespace.set_item(
             "__doc__",
-            "The request bytes are not a decodable OTLP message; nothing of it was accepted.",
+            "Bytes given to the core (an OTLP request, a serialized t-digest) are not \
+             decodable; nothing of them was accepted.",
         )?;
         let ty = py
             .get_type::<PyType>()
@@ -54,6 +58,11 @@ impl From<CoreError> for PyErr {
                 Ok(ty) => PyErr::from_type(ty.clone(), message),
                 Err(e) => e,
             }),
+            CoreError::DigestDecode(_) => Python::attach(|py| match decode_error_type(py) {
+                Ok(ty) => PyErr::from_type(ty.clone(), message),
+                Err(e) => e,
+            }),
+            CoreError::DigestArgument(_) => PyValueError::new_err(message),
         }
     }
 }
@@ -69,7 +78,7 @@ pub fn add_exceptions(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Runs `f` with the GIL released. Use it for every call into the core that can take more
 /// than about a millisecond (`ingest`, `take_batch`), so that other Python threads (the
 /// asyncio loop) keep running; `f` must not touch Python objects.
-fn without_gil<T: Send, F: Send + FnOnce() -> T>(py: Python<'_>, f: F) -> T {
+pub(crate) fn without_gil<T: Send, F: Send + FnOnce() -> T>(py: Python<'_>, f: F) -> T {
     py.detach(f)
 }
 

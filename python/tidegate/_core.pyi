@@ -5,13 +5,16 @@ Checked against the built module by ``python -m mypy.stubtest tidegate._core``.
 
 from typing import Self, final
 
+from typing_extensions import Buffer
+
 __version__: str
 
 class TidegateError(Exception):
     """Base class of every error raised by the Rust core."""
 
 class DecodeError(TidegateError, ValueError):
-    """The request bytes are not a decodable OTLP message; nothing of it was accepted."""
+    """Bytes given to the core (an OTLP request, a serialized t-digest) are not decodable;
+    nothing of them was accepted."""
 
 @final
 class CoreLimits:
@@ -114,3 +117,50 @@ class MetricsCore:
     @property
     def series_collisions(self) -> int:
         """Distinct series whose id collided with another's in this process."""
+
+@final
+class TDigest:
+    """A mergeable merging t-digest (k1 scale function), for percentiles of rollups.
+
+    ``count``, ``min`` and ``max`` are exact, ``sum`` up to floating-point addition order.
+    While it holds at most ``2 * compression / pi - 1`` values (62 at the default),
+    ``quantile(q)`` is exactly the sorted values' ``x[floor(q * count)]`` (``q = 1`` gives
+    ``max``). Not thread-safe: use one instance from one thread at a time.
+    """
+
+    def __new__(cls, compression: float = 100.0) -> Self:
+        """An empty digest; ``compression`` must be within [10, 10000] (else ``ValueError``)."""
+    def add(self, value: float) -> None:
+        """Add one value; ``ValueError`` if it is NaN or infinite."""
+    def add_many(self, values: Buffer) -> None:
+        """Add every value of a buffer of float64 (``array.array("d")``, a numpy ``float64``
+        array, a ``memoryview`` of format ``"d"``), with the GIL released for large inputs.
+        ``ValueError`` (and nothing added) if one is NaN or infinite."""
+    def merge(self, other: TDigest) -> None:
+        """Add everything ``other`` holds; this digest keeps its own compression."""
+    def quantile(self, q: float) -> float:
+        """The estimated value at rank fraction ``q`` in [0, 1] (``ValueError`` outside);
+        ``nan`` when empty."""
+    def rank(self, value: float) -> float:
+        """The estimated fraction of values below ``value``, equal ones counting half;
+        ``nan`` when empty."""
+    def to_bytes(self) -> bytes:
+        """The digest in the versioned byte format of ``rust/tdigest_codec.rs``."""
+    @staticmethod
+    def from_bytes(data: bytes) -> TDigest:
+        """Read ``to_bytes`` output; ``DecodeError`` when ``data`` is not a valid digest."""
+    @property
+    def compression(self) -> float: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def sum(self) -> float: ...
+    @property
+    def min(self) -> float:
+        """The smallest value added; ``nan`` when empty."""
+    @property
+    def max(self) -> float:
+        """The largest value added; ``nan`` when empty."""
+    @property
+    def centroid_count(self) -> int:
+        """Centroids after merging the unmerged buffer (what ``to_bytes`` would write)."""

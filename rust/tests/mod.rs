@@ -14,3 +14,5 @@ mod test_ingest;
 mod test_rejections;
 mod test_series;
 mod test_speed;
+mod test_tdigest;
+mod test_tdigest_accuracy;

@@ -10,6 +10,7 @@ fn decode_error(bytes: &[u8]) -> String {
     match core().ingest(bytes, NOW) {
         Err(e @ CoreError::Decode(_)) => e.to_string(),
         Ok(_) => panic!("decoded"),
+        Err(e) => panic!("not a decode error: {e}"),
     }
 }
 

@@ -1,0 +1,85 @@
+"""PostgreSQL going away and coming back: accepted points wait, are retried, and all arrive."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests import payloads as p
+from tests.conftest import RunningDaemon, make_config
+from tidegate.database import start_embedded_server
+
+POINTS_PER_REQUEST = 200
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Path]:
+    """A PostgreSQL server of this test's own, which the test stops and restarts."""
+    root = Path(tempfile.mkdtemp(prefix="tidegate-outage-"))
+    root.chmod(0o755)  # the server runs as its own system user when tests run as root
+    pgdata = root / "pgdata"
+    start_embedded_server(pgdata, keep_data=True)
+    yield pgdata
+    start_embedded_server(pgdata, keep_data=False).cleanup()
+
+
+def send(daemon: RunningDaemon, name: str) -> None:
+    points = [p.number_point(float(i), {"i": i}) for i in range(POINTS_PER_REQUEST)]
+    payload = p.request([p.gauge(name, points)]).SerializeToString()
+    assert p.export(daemon.grpc_target, payload).partial_success.ListFields() == []
+
+
+def retried_batches(daemon: RunningDaemon) -> float:
+    with urllib.request.urlopen(f"{daemon.http_url}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "tidegate_copy_batches_total" and s.labels.get("outcome") == "retried"
+    )
+
+
+def wait_for(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def test_points_accepted_during_an_outage_are_stored_once_it_ends(
+    own_postgres: Path, tmp_path: Path
+) -> None:
+    server = start_embedded_server(own_postgres)
+    daemon = RunningDaemon(make_config(server.get_uri(), tmp_path, flush_interval_seconds=0.1))
+    try:
+        send(daemon, "before")
+        daemon.flush()
+        server.cleanup()  # PostgreSQL stops
+
+        for i in range(5):  # still accepted: the write queue has room
+            send(daemon, f"during{i}")
+        wait_for(lambda: retried_batches(daemon) >= 2)
+        assert daemon.daemon.writer is not None
+        assert daemon.daemon.writer.unwritten_points == 5 * POINTS_PER_REQUEST
+
+        server = start_embedded_server(own_postgres)  # PostgreSQL is back
+        wait_for(
+            lambda: daemon.daemon.writer is not None and daemon.daemon.writer.unwritten_points == 0
+        )
+        rows = daemon.query(
+            """SELECT s.metric_name, sum(c.point_count) AS n FROM point_chunks c
+               JOIN series s ON s.id = c.series_id GROUP BY 1 ORDER BY 1"""
+        )
+        expected = [("before", 200)] + [(f"during{i}", 200) for i in range(5)]
+        assert [(r["metric_name"], r["n"]) for r in rows] == expected
+    finally:
+        daemon.stop()
+        server.cleanup()

@@ -152,6 +152,12 @@ class MetricsWriter:
                 tm.copy_batches.labels("failed").inc()
                 self._drop(batch, "storage_rejected", exc)
                 return
+            except Exception as exc:  # a bug must not kill the writer and strand the queue
+                tm.copy_batches.labels("failed").inc()
+                log.exception("unexpected error while writing a batch")
+                await self._reset_connection()  # its state is unknown
+                self._drop(batch, "internal_error", exc)
+                return
             tm.copy_batches.labels("ok").inc()
             tm.copy_duration.observe(time.perf_counter() - started)
             tm.points_stored.inc(batch.points)

@@ -30,18 +30,16 @@ POINT_TABLES = (
     ("exp_histogram_points_copy", "exp_histogram_points"),
     ("summary_points_copy", "summary_points"),
 )
-# Errors after which the same batch may succeed on a new connection.
-TRANSIENT_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
+# Client-side failures after which the same batch may succeed on a new connection
+# (PostgreSQL's own errors are classified by SQLSTATE below).
+TRANSIENT_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError)
 MAX_BACKOFF_SECONDS = 10.0
+# SQLSTATE classes in which PostgreSQL refuses the data itself (22 data exception, 23 integrity
+# constraint violation, 54 program limit exceeded). Everything else (restarts, failovers, a
+# full disk, a wrong password) is retried: dropping would lose data the database could take.
+DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
+# Bounds every statement, so that a PostgreSQL that stops answering cannot hang the writer.
+COMMAND_TIMEOUT_SECONDS = 120.0
 
 
 class MetricsWriter:
@@ -60,6 +58,8 @@ class MetricsWriter:
         # One batch at a time: the timer loop and an explicit drain share one connection.
         self._flush_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._stop_deadline: float | None = None
+        self._gave_up = False
 
     @property
     def unwritten_points(self) -> int:
@@ -82,6 +82,8 @@ class MetricsWriter:
         await self.drain()
 
     def stop(self) -> None:
+        """Drain and end ``run``; PostgreSQL gets ``shutdown_timeout_seconds`` to take it all."""
+        self._stop_deadline = time.monotonic() + self._config.shutdown_timeout_seconds
         self._stopping.set()
         self._wake.set()
 
@@ -129,41 +131,54 @@ class MetricsWriter:
     async def _write_with_retry(self, batch: MetricsBatch) -> None:
         tm = self._telemetry
         backoff = 0.1
-        deadline = None
         while True:
+            if self._gave_up:
+                # Shutdown already waited its time for PostgreSQL: don't wait again per batch.
+                self._drop(batch, "storage_unavailable_at_shutdown", None)
+                return
             started = time.perf_counter()
             try:
                 await self._write(batch)
-            except TRANSIENT_ERRORS as exc:
-                tm.copy_batches.labels("retried").inc()
-                await self._reset_connection()
-                if self._stopping.is_set():
-                    # Bounded: shutdown must end even when PostgreSQL never comes back.
-                    deadline = deadline or time.monotonic() + self._config.shutdown_timeout_seconds
-                    if time.monotonic() > deadline:
-                        self._drop(batch, "storage_unavailable_at_shutdown", exc)
-                        return
-                log.warning("PostgreSQL write failed (%s); retrying in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                continue
             except asyncpg.PostgresError as exc:
-                # PostgreSQL refused the data itself: retrying the same batch cannot help.
-                tm.copy_batches.labels("failed").inc()
-                self._drop(batch, "storage_rejected", exc)
-                return
+                if exc.sqlstate is not None and exc.sqlstate[:2] in DATA_ERROR_CLASSES:
+                    # PostgreSQL refused the data itself: retrying the same batch cannot help.
+                    tm.copy_batches.labels("failed").inc()
+                    self._drop(batch, "storage_rejected", exc)
+                    return
+                retry_in = await self._before_retry(exc, backoff)
+            except TRANSIENT_ERRORS as exc:
+                retry_in = await self._before_retry(exc, backoff)
             except Exception as exc:  # a bug must not kill the writer and strand the queue
                 tm.copy_batches.labels("failed").inc()
                 log.exception("unexpected error while writing a batch")
                 await self._reset_connection()  # its state is unknown
                 self._drop(batch, "internal_error", exc)
                 return
-            tm.copy_batches.labels("ok").inc()
-            tm.copy_duration.observe(time.perf_counter() - started)
-            tm.points_stored.inc(batch.points)
-            return
+            else:
+                tm.copy_batches.labels("ok").inc()
+                tm.copy_duration.observe(time.perf_counter() - started)
+                tm.points_stored.inc(batch.points)
+                return
+            if retry_in is None:
+                self._gave_up = True
+                continue
+            await asyncio.sleep(retry_in)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
-    def _drop(self, batch: MetricsBatch, reason: str, exc: BaseException) -> None:
+    async def _before_retry(self, exc: BaseException, backoff: float) -> float | None:
+        """Count and log a failed attempt; return the delay before the next, or None when
+        shutdown has waited long enough for PostgreSQL."""
+        self._telemetry.copy_batches.labels("retried").inc()
+        await self._reset_connection()
+        if self._stop_deadline is not None:
+            remaining = self._stop_deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            backoff = min(backoff, remaining)
+        log.warning("PostgreSQL write failed (%s); retrying in %.1f s", exc, backoff)
+        return backoff
+
+    def _drop(self, batch: MetricsBatch, reason: str, exc: BaseException | None) -> None:
         self._core.forget_series(batch)
         self._telemetry.points_dropped.labels(reason).inc(batch.points)
         log.error("dropped a batch of %d points (%s): %s", batch.points, reason, exc)
@@ -176,7 +191,9 @@ class MetricsWriter:
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(
-                self._dsn, timeout=self._config.storage.connect_timeout_seconds
+                self._dsn,
+                timeout=self._config.storage.connect_timeout_seconds,
+                command_timeout=COMMAND_TIMEOUT_SECONDS,
             )
             await self._conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS series_incoming (LIKE series) "
@@ -186,7 +203,10 @@ class MetricsWriter:
 
     async def _write(self, batch: MetricsBatch) -> None:
         conn = await self._connection()
-        for day in batch.days:
+        # Tomorrow's partitions too: creating one locks its parent table, better done early
+        # than by the first point of a new day.
+        tomorrow = int(time.time() // 86400) + 1
+        for day in sorted({*batch.days, tomorrow}):
             if day not in self._known_days:
                 await conn.execute("SELECT tidegate_ensure_day($1)", EPOCH + dt.timedelta(day))
                 self._known_days.add(day)

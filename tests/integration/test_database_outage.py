@@ -83,3 +83,23 @@ def test_points_accepted_during_an_outage_are_stored_once_it_ends(
     finally:
         daemon.stop()
         server.cleanup()
+
+
+def test_shutdown_with_postgres_down_is_bounded_and_counts_what_it_loses(
+    own_postgres: Path, tmp_path: Path
+) -> None:
+    server = start_embedded_server(own_postgres)
+    config = make_config(server.get_uri(), tmp_path, flush_interval_seconds=3600.0)
+    config.shutdown_timeout_seconds = 1.0
+    daemon = RunningDaemon(config)
+    try:
+        send(daemon, "lost")
+        server.cleanup()  # PostgreSQL stops before anything was written
+    finally:
+        started = time.monotonic()
+        daemon.stop()
+    assert time.monotonic() - started < 15
+    dropped = daemon.daemon.telemetry.registry.get_sample_value(
+        "tidegate_points_dropped_total", {"reason": "storage_unavailable_at_shutdown"}
+    )
+    assert dropped == POINTS_PER_REQUEST

@@ -2,10 +2,6 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
-PYTHON_LIBDIR := $(shell python3 -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
-# cargo test and clippy link the crate against libpython (pyo3 without extension-module).
-export LD_LIBRARY_PATH := $(PYTHON_LIBDIR):$(LD_LIBRARY_PATH)
-export PYO3_PYTHON := $(shell command -v python3)
 PY_SOURCES := python tests bench
 
 .PHONY: help venv build run test lint test-rust test-python bench clean
@@ -27,7 +23,7 @@ build: venv ## build the Rust extension in release mode into .venv
 run: build ## run the daemon on its embedded defaults (PostgreSQL in ./tidegate-data)
 	$(BIN)/tidegate serve
 
-lint: venv ## format and lint checks, type checks
+lint: build ## format and lint checks, type checks (stubtest needs the fresh extension)
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	$(BIN)/ruff check $(PY_SOURCES)

@@ -8,6 +8,7 @@ from, so a typo never silently leaves a default in force.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -48,7 +49,6 @@ class StorageConfig:
     """Where metrics go. An empty DSN starts the embedded PostgreSQL in the data directory."""
 
     dsn: str = ""
-    pool_size: int = 4
     connect_timeout_seconds: float = 30.0
 
 
@@ -94,7 +94,6 @@ class Config:
         positive = [
             "grpc.max_message_bytes",
             "grpc.max_concurrent_rpcs",
-            "storage.pool_size",
             "storage.connect_timeout_seconds",
             "ingest.max_attributes",
             "ingest.max_attribute_value_bytes",
@@ -109,8 +108,10 @@ class Config:
             "shutdown_timeout_seconds",
         ]
         for key in positive:
-            if lookup(self, key) <= 0:
-                raise ConfigError(f"{key} must be greater than 0, got {lookup(self, key)!r}")
+            if not math.isfinite(lookup(self, key)) or lookup(self, key) <= 0:
+                raise ConfigError(
+                    f"{key} must be a finite number greater than 0, got {lookup(self, key)!r}"
+                )
         if self.grpc.max_message_bytes > 1024 * MIB:
             raise ConfigError("grpc.max_message_bytes must be at most 1 GiB")
         if self.ingest.flush_points > self.ingest.max_buffered_points:
@@ -168,7 +169,11 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
         if not name.startswith(ENV_PREFIX) or name.startswith(ENV_NOT_CONFIG):
             continue
         if name in ENV_ALIASES:
-            settings[ENV_ALIASES[name]] = value
+            alias_of = ENV_ALIASES[name]
+            long_name = ENV_PREFIX + alias_of.upper().replace(".", "_")
+            if long_name in environ and long_name != name:
+                raise ConfigError(f"set {name} or {long_name}, not both")
+            settings[alias_of] = value
             continue
         dotted = known.get(name.removeprefix(ENV_PREFIX))
         if dotted is None:

@@ -83,24 +83,27 @@ class Daemon:
         self.database = await open_database(self.config)
         stack.push_async_callback(self.database.close)
 
+        # Before the writer, so that it stops after the drain: the drain's outcome stays
+        # scrapeable until the very end.
+        self._http = HttpServer(self.config.http.listen, self.telemetry, lambda: self._ready)
+        await self._http.start()
+        self.http_port = self._http.port
+        stack.push_async_callback(self._http.stop)
+
         writer = MetricsWriter(self.config, self.database.dsn, self.core, self.telemetry)
         self.writer = writer
         stack.push_async_callback(writer.close)
         self._writer_task = asyncio.create_task(writer.run(), name="tidegate-metrics-writer")
         stack.push_async_callback(self._stop_writer)
 
-        self._http = HttpServer(self.config.http.listen, self.telemetry, lambda: self._ready)
-        await self._http.start()
-        self.http_port = self._http.port
-        stack.push_async_callback(self._http.stop)
-
         self._receiver = MetricsReceiver(
             self.config, self.core, self.telemetry, lambda: writer.unwritten_points, writer.poke
         )
-        stack.callback(self._receiver.close)
+        stack.push_async_callback(self._receiver.close)
         self._grpc = self._make_grpc_server(self._receiver)
         host, port = parse_listen("grpc.listen", self.config.grpc.listen)
-        self.grpc_port = self._grpc.add_insecure_port(f"{host}:{port}")
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 literal
+        self.grpc_port = self._grpc.add_insecure_port(address)
         await self._grpc.start()
         stack.push_async_callback(self._stop_grpc)
 

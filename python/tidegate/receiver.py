@@ -53,8 +53,9 @@ class MetricsReceiver:
             {"Export": grpc.unary_unary_rpc_method_handler(self.export)},
         )
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
+    async def close(self) -> None:
+        # Waiting for the decode threads blocks; keep it off the event loop.
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     async def export(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
         started = time.perf_counter()

@@ -67,7 +67,13 @@ def test_environment_overrides_file_and_flags_override_environment() -> None:
         ),
         ({"TIDEGATE_INGEST_FLUSH_POINTS": "many"}, "ingest.flush_points must be int"),
         ({"TIDEGATE_GRPC_LISTEN": "4317"}, "grpc.listen must be host:port"),
-        ({"TIDEGATE_INGEST_DECODE_THREADS": "0"}, "ingest.decode_threads must be greater than 0"),
+        ({"TIDEGATE_INGEST_DECODE_THREADS": "0"}, "ingest.decode_threads must be a finite"),
+        ({"TIDEGATE_INGEST_RETRY_AFTER_SECONDS": "inf"}, "ingest.retry_after_seconds must be a"),
+        ({"TIDEGATE_INGEST_FLUSH_INTERVAL_SECONDS": "nan"}, "flush_interval_seconds must be a"),
+        (
+            {"TIDEGATE_DSN": "postgresql://a/b", "TIDEGATE_STORAGE_DSN": "postgresql://c/d"},
+            "set TIDEGATE_DSN or TIDEGATE_STORAGE_DSN, not both",
+        ),
         ({"TIDEGATE_LOG_LEVEL": "loud"}, "log_level must be"),
         (
             {"TIDEGATE_INGEST_FLUSH_POINTS": "5000000"},

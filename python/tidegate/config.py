@@ -34,6 +34,9 @@ class GrpcConfig:
 
     listen: str = "127.0.0.1:4317"  # loopback by default: exposing it is a deliberate choice
     max_message_bytes: int = 16 * MIB  # the OTLP exporters' own default batch stays far below
+    # Export calls decoded at once; beyond it clients get UNAVAILABLE with RetryInfo. grpc
+    # itself refuses calls beyond four times this (RESOURCE_EXHAUSTED, no RetryInfo) as a
+    # last bound on memory.
     max_concurrent_rpcs: int = 256
 
 
@@ -70,6 +73,9 @@ class IngestConfig:
     flush_points: int = 500_000
     # Above this many unwritten points, Export answers UNAVAILABLE with RetryInfo.
     max_buffered_points: int = 4_000_000
+    # Request bytes held by calls being decoded; beyond it (a lone request always passes)
+    # clients get UNAVAILABLE with RetryInfo, so concurrent large requests cannot pile up.
+    max_in_flight_bytes: int = 256 * MIB
     # Threads that run the Rust decoder with the GIL released.
     decode_threads: int = 2
     retry_after_seconds: float = 1.0
@@ -103,6 +109,7 @@ class Config:
             "ingest.flush_interval_seconds",
             "ingest.flush_points",
             "ingest.max_buffered_points",
+            "ingest.max_in_flight_bytes",
             "ingest.decode_threads",
             "ingest.retry_after_seconds",
             "shutdown_timeout_seconds",

@@ -114,7 +114,8 @@ class Daemon:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
             ],
-            maximum_concurrent_rpcs=self.config.grpc.max_concurrent_rpcs,
+            # The receiver answers over-limit calls with RetryInfo; this is the hard stop.
+            maximum_concurrent_rpcs=4 * self.config.grpc.max_concurrent_rpcs,
         )
         server.add_generic_rpc_handlers((receiver.handler(),))
         return server

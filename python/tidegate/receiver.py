@@ -42,6 +42,8 @@ class MetricsReceiver:
         self._telemetry = telemetry
         self._unwritten_points = unwritten_points
         self._on_accepted = on_accepted
+        self._in_flight_calls = 0
+        self._in_flight_bytes = 0
         # The Rust core releases the GIL, so these threads decode in parallel.
         self._executor = ThreadPoolExecutor(
             max_workers=config.ingest.decode_threads, thread_name_prefix="tidegate-decode"
@@ -62,11 +64,17 @@ class MetricsReceiver:
         tm = self._telemetry
         tm.request_bytes.labels("metrics").inc(len(request))
         try:
-            self._admit()
-            loop = asyncio.get_running_loop()
-            summary = await loop.run_in_executor(
-                self._executor, self._core.ingest, request, time.time_ns()
-            )
+            self.admit(len(request))
+            self._in_flight_calls += 1
+            self._in_flight_bytes += len(request)
+            try:
+                loop = asyncio.get_running_loop()
+                summary = await loop.run_in_executor(
+                    self._executor, self._core.ingest, request, time.time_ns()
+                )
+            finally:
+                self._in_flight_calls -= 1
+                self._in_flight_bytes -= len(request)
         except Exception as exc:  # every failure is mapped to a status and answered below
             answer = status_for(exc)
             tm.requests.labels("metrics", answer.code.name).inc()
@@ -82,14 +90,33 @@ class MetricsReceiver:
         tm.export_duration.labels("metrics").observe(time.perf_counter() - started)
         return summary.response
 
-    def _admit(self) -> None:
-        limit = self._config.ingest.max_buffered_points
+    def admit(self, request_bytes: int) -> None:
+        """Raise BackpressureError (answered UNAVAILABLE with RetryInfo) when accepting a
+        request of this size would exceed the write queue, the concurrent calls being decoded,
+        or the bytes those calls hold."""
+        ingest = self._config.ingest
         unwritten = self._unwritten_points()
-        if unwritten >= limit:
-            raise BackpressureError(
-                f"write queue full ({unwritten} points not yet stored, limit {limit})",
-                self._config.ingest.retry_after_seconds,
+        if unwritten >= ingest.max_buffered_points:
+            reason = (
+                f"write queue full ({unwritten} points not yet stored, "
+                f"limit {ingest.max_buffered_points})"
             )
+        elif self._in_flight_calls >= self._config.grpc.max_concurrent_rpcs:
+            reason = (
+                f"too many concurrent Export calls (limit {self._config.grpc.max_concurrent_rpcs})"
+            )
+        elif (
+            self._in_flight_calls
+            and self._in_flight_bytes + request_bytes > ingest.max_in_flight_bytes
+        ):
+            # A lone request is always let through: the message size limit already bounds it.
+            reason = (
+                f"too many request bytes being decoded ({self._in_flight_bytes} + "
+                f"{request_bytes}, limit {ingest.max_in_flight_bytes})"
+            )
+        else:
+            return
+        raise BackpressureError(reason, ingest.retry_after_seconds)
 
     def _account(self, summary: ExportSummary) -> None:
         tm = self._telemetry

@@ -29,6 +29,7 @@ def test_full_file_sets_every_section() -> None:
     assert config.storage.connect_timeout_seconds == 5.0
     assert config.ingest.flush_interval_seconds == 0.5
     assert config.ingest.retry_after_seconds == 2.0
+    assert config.ingest.max_in_flight_bytes == 128 * 1024 * 1024
     assert config.shutdown_timeout_seconds == 10.0
     assert config.log_level == "warning"
 

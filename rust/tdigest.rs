@@ -127,6 +127,22 @@ impl TDigest {
 
     /// Adds everything `other` holds. The compression stays this digest's.
     pub fn merge(&mut self, other: &TDigest) {
+        self.absorb(other);
+        if self.buffer.len() as f64 >= MERGE_BUFFER_PER_COMPRESSION * self.compression {
+            self.compress();
+        }
+    }
+
+    /// Merges every digest of `others` into this one, compressing once at the end.
+    pub fn merge_all<'a>(&mut self, others: impl IntoIterator<Item = &'a TDigest>) {
+        for other in others {
+            self.absorb(other);
+        }
+        self.compress();
+    }
+
+    /// Adds `other`'s exact figures and queues its centroids, without compressing.
+    fn absorb(&mut self, other: &TDigest) {
         if other.count == 0 {
             return;
         }
@@ -136,25 +152,6 @@ impl TDigest {
         self.max = self.max.max(other.max);
         self.buffer
             .extend(other.centroids.iter().chain(&other.buffer));
-        if self.buffer.len() as f64 >= MERGE_BUFFER_PER_COMPRESSION * self.compression {
-            self.compress();
-        }
-    }
-
-    /// Merges every digest of `others` into this one, compressing once at the end.
-    pub fn merge_all<'a>(&mut self, others: impl IntoIterator<Item = &'a TDigest>) {
-        for other in others {
-            if other.count == 0 {
-                continue;
-            }
-            self.count += other.count;
-            self.sum += other.sum;
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
-            self.buffer
-                .extend(other.centroids.iter().chain(&other.buffer));
-        }
-        self.compress();
     }
 
     /// The estimated value at rank fraction `q` (0 gives `min`, 1 gives `max`); NaN when the

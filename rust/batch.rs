@@ -4,31 +4,40 @@ use std::mem;
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
-use crate::buffer::{ChunkBuf, ChunkMap, RowBuffer};
+use crate::buffer::{utc_day, ChunkBuf, ChunkMap, RowBuffer};
 use crate::copy_binary::{write_header, write_trailer};
 use crate::histogram_chunks::{HistogramChunk, HistogramChunkMap};
 use crate::ingest::{lock, shard_of, Batch, MetricsCore};
+use crate::rollup_rows;
 use crate::rows;
 use crate::staged::ROW_TABLES;
+use crate::windows::HOUR_NS;
 
 impl MetricsCore {
-    /// Moves everything buffered into a [`Batch`]; `None` when nothing is buffered.
-    ///
-    /// Under the write gate it only swaps buffers out (O(shards)); the encoding of chunk rows
-    /// happens after the gate is released, so ingests continue meanwhile.
+    /// Moves every buffered point into a [`Batch`], without closing any window (tests of the
+    /// point tables use it); `None` when nothing is buffered.
     pub fn take_batch(&self) -> Option<Batch> {
-        let (chunk_maps, histogram_maps, tables, series, points) = {
+        self.take_batch_at(i64::MIN, false)
+    }
+
+    /// Moves every buffered point, and the windows and hours closed by `now_ns` (all of them
+    /// when `flush_all`, at shutdown), into a [`Batch`]; `None` when there is nothing.
+    ///
+    /// Under the write gate it only swaps buffers out and picks the closed windows (so that
+    /// every request lands entirely in one batch, rollups included); the encoding happens
+    /// after the gate is released, so ingests continue meanwhile.
+    pub fn take_batch_at(&self, now_ns: i64, flush_all: bool) -> Option<Batch> {
+        let (chunk_maps, histogram_maps, tables, series, points, mut closed) = {
             let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
             let points = self.buffered_points.swap(0, Ordering::Relaxed);
             let series = mem::take(&mut *lock(&self.series));
-            if points == 0 && series.ids.is_empty() {
-                return None;
-            }
+            let mut closed = Vec::new();
             let (chunk_maps, histogram_maps): (Vec<ChunkMap>, Vec<HistogramChunkMap>) = self
                 .shards
                 .iter()
                 .map(|s| {
                     let mut shard = lock(s);
+                    closed.extend(shard.windows.take_closed(now_ns, &self.rollups, flush_all));
                     (
                         mem::take(&mut shard.chunks),
                         mem::take(&mut shard.histograms),
@@ -37,15 +46,32 @@ impl MetricsCore {
                 .unzip();
             let tables: [RowBuffer; ROW_TABLES] =
                 std::array::from_fn(|t| mem::take(&mut *lock(&self.tables[t])));
-            (chunk_maps, histogram_maps, tables, series, points)
+            (chunk_maps, histogram_maps, tables, series, points, closed)
         };
+        let mut hours = {
+            let mut open_hours = lock(&self.hours);
+            closed
+                .iter()
+                .for_each(|(key, agg)| open_hours.absorb(key, agg));
+            open_hours.take_closed(now_ns, &self.rollups, flush_all)
+        };
+        if points == 0 && series.ids.is_empty() && closed.is_empty() && hours.is_empty() {
+            return None;
+        }
         let mut batch = Batch {
             points,
             new_series_ids: series.ids,
             ..Batch::default()
         };
-        batch.series_copy = series.rows.finish();
         let mut days = Vec::new();
+        for (key, _) in closed.iter().chain(&hours) {
+            days.push(utc_day(key.start_ns));
+        }
+        batch.window_rollup_rows =
+            rollup_rows::encode(&mut batch.rollups_copy, &mut closed, self.rollups.window_ns);
+        batch.hour_rollup_rows = rollup_rows::encode(&mut batch.rollups_copy, &mut hours, HOUR_NS);
+        rollup_rows::finish(&mut batch.rollups_copy);
+        batch.series_copy = series.rows.finish();
         let (chunk_copy, chunk_rows) = encode_chunks(chunk_maps, &mut days);
         batch.point_chunks_copy = chunk_copy;
         batch.chunk_rows = chunk_rows;
@@ -72,6 +98,12 @@ impl MetricsCore {
         for &id in ids {
             lock(&self.shards[shard_of(id)]).registry.forget(id);
         }
+    }
+
+    /// Windows and hours open (not yet written as rollup rows).
+    pub fn open_windows(&self) -> usize {
+        let windows: usize = self.shards.iter().map(|s| lock(s).windows.len()).sum();
+        windows + lock(&self.hours).len()
     }
 
     /// Points buffered since the last `take_batch`.

@@ -3,6 +3,7 @@
 use crate::copy_binary::{write_header, write_trailer};
 use crate::histogram_chunks::HistogramChunkMap;
 use crate::series::{IdMap, SeriesRegistry};
+use crate::windows::Windows;
 
 /// Nanoseconds in a UTC day: partitions are per day.
 pub const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
@@ -47,13 +48,15 @@ impl ChunkBuf {
 /// Chunks keyed by (series id, UTC day).
 pub type ChunkMap = IdMap<(u64, i64), ChunkBuf>;
 
-/// One shard of the core's state: the series whose id falls in it, and their chunks (in the
-/// shard, so that the registry check and the append are one step under its lock).
+/// One shard of the core's state: the series whose id falls in it, their chunks and their
+/// open windows (in the shard, so that the registry check and the appends are one step
+/// under its lock).
 #[derive(Default)]
 pub struct Shard {
     pub registry: SeriesRegistry,
     pub chunks: ChunkMap,
     pub histograms: HistogramChunkMap,
+    pub windows: Windows,
 }
 
 /// Encoded COPY tuples of one table, with the stream header already written.

@@ -114,6 +114,13 @@ impl<'a> Tuple<'a> {
         }
     }
 
+    /// A `bytea` field.
+    pub fn bytea(&mut self, v: &[u8]) -> &mut Self {
+        self.len(v.len());
+        self.buf.extend_from_slice(v);
+        self
+    }
+
     /// A `jsonb` field from JSON text: the binary form is version byte 1 then the text.
     pub fn jsonb(&mut self, json: &[u8]) -> &mut Self {
         self.len(json.len() + 1);

@@ -9,9 +9,11 @@ use crate::error::CoreError;
 use crate::histogram_chunks::{self, HistogramPoint};
 use crate::otlp_decode;
 use crate::reject::{encode_response, Reason, Reject};
+use crate::rollup_rows::HourWindows;
 use crate::rows::{self, SeriesRow};
 use crate::series::{Admission, SeriesKey};
 use crate::staged::{self, Limits, Payload, StagedRequest, ROW_TABLES};
+use crate::windows::RollupSettings;
 
 /// Number of shards; a power of two, well above the number of ingest threads.
 const SHARDS: usize = 16;
@@ -45,6 +47,10 @@ pub struct Batch {
     pub histogram_chunks_copy: Vec<u8>,
     pub exp_histogram_points_copy: Vec<u8>,
     pub summary_points_copy: Vec<u8>,
+    /// Closed windows and hours, one COPY stream for the `rollups` table.
+    pub rollups_copy: Vec<u8>,
+    pub window_rollup_rows: u64,
+    pub hour_rollup_rows: u64,
     /// Ids of the series first seen in this batch (for `forget_series`).
     pub new_series_ids: Vec<u64>,
     pub points: u64,
@@ -52,7 +58,7 @@ pub struct Batch {
     pub histogram_chunk_rows: u64,
     pub exp_histogram_rows: u64,
     pub summary_rows: u64,
-    /// Sorted distinct UTC days of the point-table rows (the `series` table is not
+    /// Sorted distinct UTC days of the point and rollup rows (the `series` table is not
     /// partitioned).
     pub days: Vec<i64>,
 }
@@ -65,12 +71,15 @@ pub struct Batch {
 /// - `gate` for reading (shared: ingests never wait for each other on it). `take_batch` takes it
 ///   for writing only to swap the buffers out, so every request lands entirely in one batch.
 /// - one shard `Mutex` at a time, for the shards the request's series fall in (shard = top bits
-///   of the series id). Within a shard, the registry check-and-insert and the chunk append
-///   (Gauge, Sum and histogram chunks) are one step, so a series is `New` for exactly one
-///   request.
+///   of the series id). Within a shard, the registry check-and-insert, the chunk append
+///   (Gauge, Sum and histogram chunks) and the update of the point's open window are one
+///   step, so a series is `New` for exactly one request.
 /// - the small per-table `Mutex` of each row buffer, for a `memcpy` of pre-encoded tuples.
 pub struct MetricsCore {
     pub(crate) limits: Limits,
+    pub(crate) rollups: RollupSettings,
+    /// Only `take_batch` uses it (under the write gate).
+    pub(crate) hours: Mutex<HourWindows>,
     pub(crate) gate: RwLock<()>,
     pub(crate) shards: Vec<Mutex<Shard>>,
     /// Indexed by `RowTable`.
@@ -81,9 +90,11 @@ pub struct MetricsCore {
 
 impl MetricsCore {
     /// An empty core.
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: Limits, rollups: RollupSettings) -> Self {
         MetricsCore {
             limits,
+            rollups,
+            hours: Mutex::default(),
             gate: RwLock::new(()),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             tables: Default::default(),
@@ -195,6 +206,7 @@ impl MetricsCore {
                     }
                     Payload::Row { .. } => {}
                 }
+                shard.windows.add(staged, i, &self.rollups);
             }
         }
         collided.sort_unstable();

@@ -11,7 +11,9 @@ pub mod buffer;
 pub mod copy_binary;
 pub mod decode;
 pub mod error;
+pub mod exp_buckets;
 pub mod histogram_chunks;
+pub mod histogram_quantile;
 pub mod ingest;
 pub mod otlp_decode;
 mod otlp_points;
@@ -19,6 +21,7 @@ pub mod otlp_view;
 pub mod python;
 mod python_tdigest;
 pub mod reject;
+pub mod rollup_rows;
 pub mod rows;
 pub mod series;
 pub mod staged;
@@ -26,6 +29,8 @@ pub mod tdigest;
 pub mod tdigest_codec;
 mod tdigest_query;
 pub mod validate;
+pub mod window_agg;
+pub mod windows;
 pub mod wire;
 
 #[cfg(test)]
@@ -46,6 +51,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<python::ExportSummary>()?;
     m.add_class::<python::MetricsBatch>()?;
     m.add_class::<python::MetricsCore>()?;
+    m.add_class::<python::RollupSettings>()?;
+    m.add_function(wrap_pyfunction!(python::histogram_quantile, m)?)?;
     m.add_class::<python::TDigest>()?;
     // pyo3's `add` also builds `__all__`; a private module has no star-import surface, and
     // without it the module matches `_core.pyi` exactly (checked by stubtest).

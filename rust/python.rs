@@ -11,6 +11,7 @@ use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use crate::error::CoreError;
 use crate::ingest;
 use crate::staged::Limits;
+use crate::windows::{RollupSettings as Settings, NS_PER_SECOND};
 
 pub use crate::python_tdigest::TDigest;
 
@@ -137,6 +138,63 @@ impl CoreLimits {
     }
 }
 
+/// The value at quantile `q` of an explicit-bucket histogram (see `histogram_quantile.rs`);
+/// `None` when it is empty.
+#[pyfunction]
+#[pyo3(signature = (bounds, counts, q, min = f64::NEG_INFINITY, max = f64::INFINITY))]
+pub fn histogram_quantile(
+    bounds: Vec<f64>,
+    counts: Vec<u64>,
+    q: f64,
+    min: f64,
+    max: f64,
+) -> Option<f64> {
+    crate::histogram_quantile::quantile(&bounds, &counts, q, min, max)
+}
+
+/// How points are windowed into rollups (validated by the Python configuration).
+#[pyclass(frozen, module = "tidegate._core")]
+pub struct RollupSettings {
+    inner: Settings,
+}
+
+#[pymethods]
+impl RollupSettings {
+    #[new]
+    #[pyo3(signature = (*, window_seconds = 60, lateness_seconds = 60, compression = 100.0))]
+    fn new(window_seconds: i64, lateness_seconds: i64, compression: f64) -> PyResult<Self> {
+        if window_seconds <= 0 || 3600 % window_seconds != 0 {
+            return Err(PyValueError::new_err(format!(
+                "window_seconds must divide 3600, got {window_seconds}"
+            )));
+        }
+        if lateness_seconds < 0 {
+            return Err(PyValueError::new_err(
+                "lateness_seconds must not be negative",
+            ));
+        }
+        crate::tdigest::TDigest::new(compression)?;
+        let inner = Settings {
+            window_ns: window_seconds * NS_PER_SECOND,
+            lateness_ns: lateness_seconds * NS_PER_SECOND,
+            compression,
+        };
+        Ok(RollupSettings { inner })
+    }
+    #[getter]
+    fn window_seconds(&self) -> i64 {
+        self.inner.window_ns / NS_PER_SECOND
+    }
+    #[getter]
+    fn lateness_seconds(&self) -> i64 {
+        self.inner.lateness_ns / NS_PER_SECOND
+    }
+    #[getter]
+    fn compression(&self) -> f64 {
+        self.inner.compression
+    }
+}
+
 /// What one Export request did: counts, rejects by reason, and the encoded response.
 #[pyclass(frozen, module = "tidegate._core")]
 pub struct ExportSummary {
@@ -177,6 +235,8 @@ pub struct MetricsBatch {
     #[pyo3(get)]
     summary_points_copy: Py<PyBytes>,
     #[pyo3(get)]
+    rollups_copy: Py<PyBytes>,
+    #[pyo3(get)]
     points: u64,
     #[pyo3(get)]
     chunk_rows: u64,
@@ -186,6 +246,10 @@ pub struct MetricsBatch {
     exp_histogram_rows: u64,
     #[pyo3(get)]
     summary_rows: u64,
+    #[pyo3(get)]
+    window_rollup_rows: u64,
+    #[pyo3(get)]
+    hour_rollup_rows: u64,
     #[pyo3(get)]
     days: Vec<i64>,
     new_series_ids: Vec<u64>,
@@ -208,9 +272,9 @@ pub struct MetricsCore {
 #[pymethods]
 impl MetricsCore {
     #[new]
-    fn new(limits: &Bound<'_, CoreLimits>) -> Self {
+    fn new(limits: &Bound<'_, CoreLimits>, rollups: &Bound<'_, RollupSettings>) -> Self {
         MetricsCore {
-            inner: ingest::MetricsCore::new(limits.get().inner),
+            inner: ingest::MetricsCore::new(limits.get().inner, rollups.get().inner),
         }
     }
 
@@ -233,8 +297,9 @@ impl MetricsCore {
         })
     }
 
-    fn take_batch(&self, py: Python<'_>) -> Option<MetricsBatch> {
-        let batch = without_gil(py, || self.inner.take_batch())?;
+    #[pyo3(signature = (now_ns, *, flush_all = false))]
+    fn take_batch(&self, py: Python<'_>, now_ns: i64, flush_all: bool) -> Option<MetricsBatch> {
+        let batch = without_gil(py, || self.inner.take_batch_at(now_ns, flush_all))?;
         let bytes = |b: &[u8]| PyBytes::new(py, b).unbind();
         Some(MetricsBatch {
             series_copy: bytes(&batch.series_copy),
@@ -242,11 +307,14 @@ impl MetricsCore {
             histogram_chunks_copy: bytes(&batch.histogram_chunks_copy),
             exp_histogram_points_copy: bytes(&batch.exp_histogram_points_copy),
             summary_points_copy: bytes(&batch.summary_points_copy),
+            rollups_copy: bytes(&batch.rollups_copy),
             points: batch.points,
             chunk_rows: batch.chunk_rows,
             histogram_chunk_rows: batch.histogram_chunk_rows,
             exp_histogram_rows: batch.exp_histogram_rows,
             summary_rows: batch.summary_rows,
+            window_rollup_rows: batch.window_rollup_rows,
+            hour_rollup_rows: batch.hour_rollup_rows,
             days: batch.days,
             new_series_ids: batch.new_series_ids,
         })
@@ -260,6 +328,11 @@ impl MetricsCore {
     #[getter]
     fn buffered_points(&self) -> u64 {
         self.inner.buffered_points()
+    }
+
+    #[getter]
+    fn open_windows(&self) -> usize {
+        self.inner.open_windows()
     }
 
     #[getter]

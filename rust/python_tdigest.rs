@@ -71,6 +71,21 @@ impl TDigest {
         PyBytes::new(py, &self.inner.to_bytes())
     }
 
+    /// One digest merged from serialized ones (rollup partials), with the GIL released.
+    #[staticmethod]
+    #[pyo3(signature = (digests, compression = 100.0))]
+    fn merged(py: Python<'_>, digests: Vec<Vec<u8>>, compression: f64) -> PyResult<Self> {
+        let mut inner = tdigest::TDigest::new(compression)?;
+        let parts = without_gil(py, || {
+            digests
+                .iter()
+                .map(|d| tdigest::TDigest::from_bytes(d))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        without_gil(py, || inner.merge_all(&parts));
+        Ok(TDigest { inner })
+    }
+
     #[staticmethod]
     fn from_bytes(data: &[u8]) -> PyResult<Self> {
         Ok(TDigest {

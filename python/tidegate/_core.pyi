@@ -16,6 +16,33 @@ class DecodeError(TidegateError, ValueError):
     """Bytes given to the core (an OTLP request, a serialized t-digest) are not decodable;
     nothing of them was accepted."""
 
+def histogram_quantile(
+    bounds: list[float],
+    counts: list[int],
+    q: float,
+    min: float = ...,
+    max: float = ...,
+) -> float | None:
+    """The value at quantile ``q`` of an explicit-bucket histogram (upper-inclusive
+    ``bounds``, ``len(bounds) + 1`` counts), interpolated inside its bucket and clamped to the
+    observed ``min``/``max``; ``None`` when the histogram is empty."""
+
+@final
+class RollupSettings:
+    """How points are windowed into rollups."""
+
+    def __new__(
+        cls, *, window_seconds: int = 60, lateness_seconds: int = 60, compression: float = 100.0
+    ) -> Self:
+        """``ValueError`` unless the window divides an hour, the lateness is not negative and
+        the compression is within the t-digest's range."""
+    @property
+    def window_seconds(self) -> int: ...
+    @property
+    def lateness_seconds(self) -> int: ...
+    @property
+    def compression(self) -> float: ...
+
 @final
 class CoreLimits:
     """Per-point admission limits applied while decoding."""
@@ -89,6 +116,13 @@ class MetricsBatch:
     @property
     def summary_rows(self) -> int: ...
     @property
+    def rollups_copy(self) -> bytes:
+        """Closed windows and hours, one COPY stream for the ``rollups`` table."""
+    @property
+    def window_rollup_rows(self) -> int: ...
+    @property
+    def hour_rollup_rows(self) -> int: ...
+    @property
     def days(self) -> list[int]:
         """UTC days (days since 1970-01-01) that rows of this batch fall in, sorted."""
 
@@ -99,19 +133,23 @@ class MetricsCore:
     Thread-safe: ``ingest`` may run on several threads at once (the GIL is released).
     """
 
-    def __new__(cls, limits: CoreLimits) -> Self: ...
+    def __new__(cls, limits: CoreLimits, rollups: RollupSettings) -> Self: ...
     def ingest(self, request: bytes, now_ns: int) -> ExportSummary:
         """Decode ``ExportMetricsServiceRequest`` bytes and buffer every valid point.
 
         Raises ``DecodeError`` when the bytes are not a decodable request.
         """
-    def take_batch(self) -> MetricsBatch | None:
-        """Move everything buffered into a batch of COPY payloads; ``None`` when empty."""
+    def take_batch(self, now_ns: int, *, flush_all: bool = False) -> MetricsBatch | None:
+        """Move every buffered point, and the windows and hours closed by ``now_ns`` (all of
+        them with ``flush_all``), into a batch of COPY payloads; ``None`` when empty."""
     def forget_series(self, batch: MetricsBatch) -> None:
         """Forget the series first seen in ``batch`` (its write failed), so that the next
         batch that carries them inserts them again."""
     @property
     def buffered_points(self) -> int: ...
+    @property
+    def open_windows(self) -> int:
+        """Windows and hours not yet written as rollup rows."""
     @property
     def known_series(self) -> int: ...
     @property
@@ -146,6 +184,10 @@ class TDigest:
         ``nan`` when empty."""
     def to_bytes(self) -> bytes:
         """The digest in the versioned byte format of ``rust/tdigest_codec.rs``."""
+    @staticmethod
+    def merged(digests: list[bytes], compression: float = 100.0) -> TDigest:
+        """One digest merged from serialized ones (rollup partials); ``DecodeError`` when one
+        of them is not a valid digest."""
     @staticmethod
     def from_bytes(data: bytes) -> TDigest:
         """Read ``to_bytes`` output; ``DecodeError`` when ``data`` is not a valid digest."""

@@ -14,7 +14,7 @@ import logging
 
 import grpc
 
-from tidegate._core import CoreLimits, MetricsCore
+from tidegate._core import CoreLimits, MetricsCore, RollupSettings
 from tidegate.config import Config, parse_listen
 from tidegate.database import Database, open_database
 from tidegate.http_server import HttpServer
@@ -43,7 +43,12 @@ class Daemon:
                 max_name_bytes=ingest.max_name_bytes,
                 max_past_ns=ingest.max_past_seconds * NS_PER_SECOND,
                 max_future_ns=ingest.max_future_seconds * NS_PER_SECOND,
-            )
+            ),
+            RollupSettings(
+                window_seconds=config.rollups.window_seconds,
+                lateness_seconds=config.rollups.lateness_seconds,
+                compression=config.rollups.compression,
+            ),
         )
         self.database: Database | None = None
         self.writer: MetricsWriter | None = None

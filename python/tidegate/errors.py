@@ -15,6 +15,10 @@ class StorageError(TidegateError):
     """PostgreSQL could not be reached, migrated or written to."""
 
 
+class QueryError(TidegateError, ValueError):
+    """A query is malformed (selector, regex, aggregation, time range); nothing was run."""
+
+
 class BackpressureError(TidegateError):
     """The daemon holds as much unwritten data as it is allowed to; the client should retry."""
 
@@ -23,4 +27,4 @@ class BackpressureError(TidegateError):
         self.retry_after_seconds = retry_after_seconds
 
 
-__all__ = ["BackpressureError", "ConfigError", "DecodeError", "StorageError", "TidegateError"]
+__all__ = ["BackpressureError", "ConfigError", "DecodeError", "QueryError", "StorageError", "TidegateError"]

@@ -29,6 +29,7 @@ POINT_TABLES = (
     ("histogram_chunks_copy", "histogram_chunks"),
     ("exp_histogram_points_copy", "exp_histogram_points"),
     ("summary_points_copy", "summary_points"),
+    ("rollups_copy", "rollups"),
 )
 # Client-side failures after which the same batch may succeed on a new connection
 # (PostgreSQL's own errors are classified by SQLSTATE below).
@@ -98,7 +99,11 @@ class MetricsWriter:
             # Counted as in flight before the take: while take_batch runs, the points have left
             # the core's buffer but are not stored, and admission must still see them.
             self._in_flight_points = self._core.buffered_points
-            batch = await asyncio.to_thread(self._core.take_batch)
+            # Once stopping, every open window is written too: a partial row now, merged by
+            # readers with whatever the next daemon writes for the same window.
+            batch = await asyncio.to_thread(
+                self._core.take_batch, time.time_ns(), flush_all=self._stopping.is_set()
+            )
             if batch is None:
                 self._in_flight_points = 0
                 self._publish_gauges()
@@ -120,6 +125,7 @@ class MetricsWriter:
     def _publish_gauges(self) -> None:
         self._telemetry.buffered_points.set(self.unwritten_points)
         self._telemetry.known_series.set(self._core.known_series)
+        self._telemetry.open_windows.set(self._core.open_windows)
         collisions = self._core.series_collisions
         if collisions > self._collisions_seen:
             self._telemetry.series_collisions.labels("process").inc(
@@ -158,6 +164,8 @@ class MetricsWriter:
                 tm.copy_batches.labels("ok").inc()
                 tm.copy_duration.observe(time.perf_counter() - started)
                 tm.points_stored.inc(batch.points)
+                tm.rollup_rows.labels("window").inc(batch.window_rollup_rows)
+                tm.rollup_rows.labels("hour").inc(batch.hour_rollup_rows)
                 return
             if retry_in is None:
                 self._gave_up = True
@@ -181,7 +189,15 @@ class MetricsWriter:
     def _drop(self, batch: MetricsBatch, reason: str, exc: BaseException | None) -> None:
         self._core.forget_series(batch)
         self._telemetry.points_dropped.labels(reason).inc(batch.points)
-        log.error("dropped a batch of %d points (%s): %s", batch.points, reason, exc)
+        rollups = batch.window_rollup_rows + batch.hour_rollup_rows
+        self._telemetry.rollup_rows_dropped.labels(reason).inc(rollups)
+        log.error(
+            "dropped a batch of %d points and %d rollup rows (%s): %s",
+            batch.points,
+            rollups,
+            reason,
+            exc,
+        )
 
     async def _reset_connection(self) -> None:
         if self._conn is not None:

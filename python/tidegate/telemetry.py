@@ -85,6 +85,23 @@ class Telemetry:
             "Series ids this process has seen.",
             registry=r,
         )
+        self.open_windows = Gauge(
+            "tidegate_open_windows",
+            "Rollup windows and hours still open (not yet written as rollup rows).",
+            registry=r,
+        )
+        self.rollup_rows = Counter(
+            "tidegate_rollup_rows_stored",
+            "Rollup rows committed to PostgreSQL, by resolution (window or hour).",
+            ["resolution"],
+            registry=r,
+        )
+        self.rollup_rows_dropped = Counter(
+            "tidegate_rollup_rows_dropped",
+            "Rollup rows of batches that could not be stored, by reason (each is also logged).",
+            ["reason"],
+            registry=r,
+        )
         self.series_collisions = Counter(
             "tidegate_series_collisions",
             "Series whose 64-bit id collided with a different series; never merged.",

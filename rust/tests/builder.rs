@@ -15,6 +15,7 @@ use prost::Message;
 
 use crate::ingest::MetricsCore;
 use crate::staged::Limits;
+use crate::windows::RollupSettings;
 
 /// The ingest time of every test: 2023-11-14T22:13:20Z.
 pub const NOW: i64 = 1_700_000_000_000_000_000;
@@ -24,7 +25,7 @@ pub const DELTA: i32 = 1;
 pub const CUMULATIVE: i32 = 2;
 
 pub fn core() -> MetricsCore {
-    MetricsCore::new(Limits::default())
+    MetricsCore::new(Limits::default(), RollupSettings::default())
 }
 
 pub fn str_value(s: &str) -> AnyValue {

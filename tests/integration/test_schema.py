@@ -44,10 +44,11 @@ async def _partitions(dsn: str) -> list[str]:
         await conn.close()
 
 
-def test_ensure_day_creates_one_partition_per_point_table(database_dsn: str) -> None:
+def test_ensure_day_creates_one_partition_per_partitioned_table(database_dsn: str) -> None:
     assert asyncio.run(_partitions(database_dsn)) == [
         "exp_histogram_points_20261127",
         "histogram_chunks_20261127",
         "point_chunks_20261127",
+        "rollups_20261127",
         "summary_points_20261127",
     ]

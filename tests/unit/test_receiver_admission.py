@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tidegate._core import CoreLimits, MetricsCore
+from tidegate._core import CoreLimits, MetricsCore, RollupSettings
 from tidegate.config import Config
 from tidegate.errors import BackpressureError
 from tidegate.receiver import MetricsReceiver
@@ -32,7 +32,7 @@ def receiver() -> Iterator[MetricsReceiver]:
     config.ingest.max_in_flight_bytes = 10 * MIB
     Queue.unwritten = 0
     made = MetricsReceiver(
-        config, MetricsCore(CoreLimits()), Telemetry(), lambda: Queue.unwritten, lambda: None
+        config, MetricsCore(CoreLimits(), RollupSettings()), Telemetry(), lambda: Queue.unwritten, lambda: None
     )
     yield made
     asyncio.run(made.close())

@@ -1,0 +1,185 @@
+"""Queries against what tidegate stored: series selection, raw points and bucketed
+aggregates from the rollups.
+
+Every user-supplied string (metric name, label names and values) is bound as a query
+parameter; the SQL texts are constants. Regex matchers are applied in Python to the series
+the other matchers selected, so that they mean exactly what ``re`` validated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from tidegate.errors import QueryError
+from tidegate.query.aggregation import Aggregation
+from tidegate.query.cells import (
+    Cell,
+    SeriesKind,
+    SeriesShape,
+    merge_partials,
+    shape_of,
+    window_cells,
+)
+from tidegate.query.result import QueryResult, SeriesResult
+from tidegate.query.selector import MatchOp, Selector
+from tidegate.query.timespec import TimeRange
+
+HOUR = dt.timedelta(hours=1)
+# A cumulative window needs the previous window of its epoch as baseline: rows this far
+# before the range are read for that and nothing else.
+LOOKBACK_WINDOWS = 2
+# An hour is answered from hour rows once every daemon has written them: its last window
+# closed (lateness) and was flushed (a flush interval, with margin).
+HOUR_SETTLE = dt.timedelta(seconds=60)
+
+# The `=` matchers, as two parallel arrays of label names and values (a label absent from
+# both attribute sets reads as ""); the others are checked in Python.
+SERIES_SQL = """
+SELECT s.id, s.metric_type, s.temporality, s.monotonic, s.resource, s.attributes
+FROM series AS s
+WHERE s.metric_name = $1
+  AND NOT EXISTS (
+      SELECT 1 FROM unnest($2::text[], $3::text[]) AS m (label, value)
+      WHERE coalesce(s.attributes ->> m.label, s.resource ->> m.label, '') <> m.value)
+"""
+# A chunk never spans two UTC days, so its start lies within a day of the range start.
+RAW_SQL = """
+SELECT c.series_id, p.time, p.value
+FROM point_chunks AS c
+CROSS JOIN LATERAL unnest(c.point_times, c.point_values) AS p (time, value)
+WHERE c.series_id = ANY($1::bigint[])
+  AND c.start_time >= $2 AND c.start_time < $4 AND c.end_time >= $3
+  AND p.time >= $3 AND p.time < $4
+ORDER BY c.series_id, p.time
+"""
+_ROLLUP_COLUMNS = """series_id, window_start, epoch_start, count, sum, min, max, first_value,
+       last_time, bounds, bucket_counts, exp_scale, exp_zero_count, exp_positive_offset,
+       exp_positive, exp_negative_offset, exp_negative, quantiles, quantile_values"""
+_ROLLUP_WHERE = """
+FROM rollups
+WHERE series_id = ANY($1::bigint[])
+  AND ((window_seconds = 3600 AND window_start >= $2 AND window_start < $3)
+       OR (window_seconds = $4 AND window_start >= $5 AND window_start < $6))
+"""
+ROLLUPS_SQL = f"SELECT {_ROLLUP_COLUMNS}, NULL::bytea AS digest {_ROLLUP_WHERE}"
+ROLLUPS_WITH_DIGEST_SQL = f"SELECT {_ROLLUP_COLUMNS}, digest {_ROLLUP_WHERE}"
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """A selected series: its id, how its rollups merge, and its labels (point attributes
+    over resource attributes)."""
+
+    id: int
+    shape: SeriesShape
+    labels: dict[str, str]
+
+
+async def find_series(conn: asyncpg.Connection, selector: Selector) -> list[SeriesInfo]:
+    """The series of ``selector.metric`` that every matcher accepts."""
+    equal = [m for m in selector.matchers if m.op is MatchOp.EQ]
+    rows = await conn.fetch(
+        SERIES_SQL, selector.metric, [m.label for m in equal], [m.value for m in equal]
+    )
+    found = []
+    for row in rows:
+        labels = _labels(row["resource"], row["attributes"])
+        if all(m.matches(labels.get(m.label)) for m in selector.matchers):
+            shape = shape_of(row["metric_type"], row["temporality"], row["monotonic"])
+            found.append(SeriesInfo(row["id"], shape, labels))
+    return found
+
+
+def _labels(resource: str, attributes: str) -> dict[str, str]:
+    merged = {**json.loads(resource), **json.loads(attributes)}
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in merged.items()}
+
+
+async def raw_points(conn: asyncpg.Connection, selector: Selector, span: TimeRange) -> QueryResult:
+    """Every stored Gauge and Sum point of the selected series within the range."""
+    series = await find_series(conn, selector)
+    numbers = [s for s in series if s.shape.kind in (SeriesKind.NUMBERS, SeriesKind.COUNTER)]
+    if len(numbers) < len(series):
+        raise QueryError(
+            "raw points are kept for gauges and sums; aggregate histograms and summaries"
+        )
+    by_id = {s.id: SeriesResult(s.labels) for s in numbers}
+    day_start = span.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = await conn.fetch(RAW_SQL, list(by_id), day_start, span.start, span.end)
+    for row in rows:
+        out = by_id[row["series_id"]]
+        out.times.append(row["time"])
+        out.values.append(row["value"])
+    return QueryResult(selector.metric, "raw", 0, [by_id[s.id] for s in numbers])
+
+
+async def aggregate(
+    conn: asyncpg.Connection,
+    selector: Selector,
+    span: TimeRange,
+    agg: Aggregation,
+    *,
+    by: tuple[str, ...] = (),
+    window_seconds: int = 60,
+    lateness_seconds: int = 60,
+    now: dt.datetime | None = None,
+) -> QueryResult:
+    """``agg`` per bucket of ``span.step`` (one bucket for the whole range when ``None``),
+    per group of ``by`` labels (all selected series together when empty)."""
+    window = dt.timedelta(seconds=window_seconds)
+    step = span.step or (span.end - span.start)
+    start = _floor(span.start, window)
+    hours = step % HOUR == dt.timedelta(0) and start == _floor(start, HOUR)
+    if not hours and step % window != dt.timedelta(0):
+        raise QueryError(f"step must be a multiple of the {window_seconds} s rollup window")
+    series = await find_series(conn, selector)
+    resolution = HOUR if hours else window
+    now = now or dt.datetime.now(dt.UTC)
+    # Hours whose rows are complete; later ones are answered from windows.
+    settled = _floor(now - HOUR - dt.timedelta(seconds=lateness_seconds) - HOUR_SETTLE, HOUR)
+    hour_until = min(span.end, settled) if hours else start - LOOKBACK_WINDOWS * HOUR
+    lookback = LOOKBACK_WINDOWS * resolution
+    sql = ROLLUPS_WITH_DIGEST_SQL if agg.kind.value == "quantile" else ROLLUPS_SQL
+    rows = await conn.fetch(
+        sql,
+        [s.id for s in series],
+        start - lookback,
+        hour_until,
+        window_seconds,
+        max(hour_until, start - lookback),
+        span.end,
+    )
+    per_series: dict[int, list[Any]] = defaultdict(list)
+    for row in rows:
+        per_series[row["series_id"]].append(row)
+    buckets = max(1, -(-(span.end - start) // step))
+    groups: dict[tuple[str, ...], list[Cell]] = {}
+    for s in series:
+        group = tuple(s.labels.get(label, "") for label in by)
+        cells = groups.setdefault(group, [Cell() for _ in range(buckets)])
+        windows = merge_partials(per_series.get(s.id, []), s.shape)
+        for window_start, cell in window_cells(windows, s.shape, start, lookback):
+            index = (window_start - start) // step
+            if 0 <= index < buckets:
+                cells[index].add(cell)
+    times = [start + i * step for i in range(buckets)]
+    out = [
+        SeriesResult(
+            dict(zip(by, group, strict=True)),
+            list(times),
+            [c.value(agg, step.total_seconds()) for c in cells],
+        )
+        for group, cells in sorted(groups.items())
+    ]
+    return QueryResult(selector.metric, str(agg), int(resolution.total_seconds()), out)
+
+
+def _floor(t: dt.datetime, unit: dt.timedelta) -> dt.datetime:
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return epoch + ((t - epoch) // unit) * unit

@@ -1,0 +1,145 @@
+//! Rollup rows: closed windows as `rollups` COPY tuples, and the hour level built from them.
+
+use crate::copy_binary::{write_header, write_trailer, Tuple};
+use crate::series::IdMap;
+use crate::window_agg::{Detail, WindowAgg};
+use crate::windows::{RollupSettings, WindowKey, HOUR_NS, NS_PER_SECOND};
+
+/// The quantiles precomputed into columns `p50` … `p999`, for plain SQL readers.
+pub const PRECOMPUTED_QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
+const COLUMNS: i16 = 29;
+
+/// Hour partials of the closed windows this process wrote, merged as windows close: the
+/// hour level comes from the windows' digests and counts, never from raw points. Like a
+/// window, an hour that gets more data after it was written becomes another partial row.
+#[derive(Default)]
+pub struct HourWindows {
+    open: IdMap<WindowKey, WindowAgg>,
+}
+
+impl HourWindows {
+    /// Merges a closed window into its hour.
+    pub fn absorb(&mut self, key: &WindowKey, agg: &WindowAgg) {
+        let hour = WindowKey {
+            start_ns: key.start_ns - key.start_ns.rem_euclid(HOUR_NS),
+            ..*key
+        };
+        match self.open.get_mut(&hour) {
+            Some(open) => open.merge(agg.clone()),
+            None => {
+                self.open.insert(hour, agg.clone());
+            }
+        }
+    }
+
+    /// Removes and returns the hours whose last window has closed (every hour when `all`).
+    pub fn take_closed(
+        &mut self,
+        now_ns: i64,
+        settings: &RollupSettings,
+        all: bool,
+    ) -> Vec<(WindowKey, WindowAgg)> {
+        let horizon = now_ns
+            .saturating_sub(HOUR_NS)
+            .saturating_sub(settings.lateness_ns);
+        self.open
+            .extract_if(|k, _| all || k.start_ns <= horizon)
+            .collect()
+    }
+
+    /// Hours currently open.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Whether no hour is open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+}
+
+/// Encodes rows of one resolution, sorted by key (so the btree is filled in order and the
+/// output does not depend on hash-map order); returns the rows written.
+pub fn encode(buf: &mut Vec<u8>, rows: &mut [(WindowKey, WindowAgg)], window_ns: i64) -> u64 {
+    if rows.is_empty() {
+        return 0;
+    }
+    if buf.is_empty() {
+        write_header(buf);
+    }
+    rows.sort_unstable_by_key(|(k, _)| (k.series as i64, k.start_ns, k.epoch_ns, k.layout));
+    for (key, agg) in rows.iter_mut() {
+        rollup_row(buf, key, agg, (window_ns / NS_PER_SECOND) as i32);
+    }
+    rows.len() as u64
+}
+
+/// Ends a COPY stream that [`encode`] started.
+pub fn finish(buf: &mut Vec<u8>) {
+    if !buf.is_empty() {
+        write_trailer(buf);
+    }
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn rollup_row(buf: &mut Vec<u8>, key: &WindowKey, agg: &mut WindowAgg, window_seconds: i32) {
+    if let Some(d) = &mut agg.digest {
+        d.compress();
+    }
+    let mut t = Tuple::begin(buf, COLUMNS);
+    t.int8(key.series as i64)
+        .timestamptz_ns(key.start_ns)
+        .int4(window_seconds)
+        .timestamptz_ns_or_null(key.epoch_ns)
+        .int8(agg.points as i64)
+        .int8(agg.count as i64)
+        .opt_float8(finite(agg.sum))
+        .opt_float8(finite(agg.min))
+        .opt_float8(finite(agg.max))
+        .timestamptz_ns(agg.first_ns)
+        .opt_float8(finite(agg.first_value))
+        .timestamptz_ns(agg.last_ns)
+        .opt_float8(finite(agg.last_value));
+    match &agg.digest {
+        Some(d) => t.bytea(&d.to_bytes()),
+        None => t.null(),
+    };
+    for q in PRECOMPUTED_QUANTILES {
+        t.opt_float8(agg.quantile(q).filter(|v| v.is_finite()));
+    }
+    match &agg.detail {
+        Detail::Explicit { bounds, counts } => {
+            t.float8_array(bounds.iter().copied()).int8_array(counts);
+        }
+        _ => {
+            t.null().null();
+        }
+    }
+    match &agg.detail {
+        Detail::Exponential(e) => {
+            t.int4(e.scale)
+                .int8(e.zero_count as i64)
+                .int4(e.positive.offset)
+                .int8_array(&e.positive.counts)
+                .int4(e.negative.offset)
+                .int8_array(&e.negative.counts);
+        }
+        _ => {
+            (0..6).for_each(|_| {
+                t.null();
+            });
+        }
+    }
+    match &agg.detail {
+        Detail::Summary { quantiles } => {
+            t.float8_array(quantiles.iter().map(|q| q.0))
+                .float8_array(quantiles.iter().map(|q| q.1));
+        }
+        _ => {
+            t.null().null();
+        }
+    }
+}

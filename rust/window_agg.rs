@@ -1,0 +1,201 @@
+//! What one rollup row holds for one (series, window, counter epoch, bucket layout): the
+//! aggregate of the points a daemon saw, and how two such partials merge.
+//!
+//! Two merge rules, chosen by the metric's type (docs/architecture.md, "Rollups"):
+//! - **additive** (gauges, non-monotonic sums, delta sums, delta histograms): counts and sums
+//!   add, min/max combine, digests and bucket counts merge;
+//! - **latest state** (cumulative monotonic sums, cumulative histograms, summaries): the row
+//!   keeps the newest cumulative state of its epoch; readers take the difference between
+//!   windows. Within one epoch a monotonic counter only grows, so min and max of the values
+//!   are its first and last value whatever order the points arrived in.
+//!
+//! Both rules are commutative and associative, which is what makes partial rows from late
+//! points, restarts and other daemons merge to the same answer.
+
+use crate::exp_buckets::ExpBuckets;
+use crate::tdigest::TDigest;
+
+/// Bucket counts and per-type extras.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Detail {
+    None,
+    /// Explicit-bucket histogram: `counts.len() == bounds.len() + 1`.
+    Explicit {
+        bounds: Vec<f64>,
+        counts: Vec<u64>,
+    },
+    Exponential(ExpBuckets),
+    /// A summary's (quantile, value) pairs, from its newest point.
+    Summary {
+        quantiles: Vec<(f64, f64)>,
+    },
+}
+
+/// The aggregate of one partial window; see the module documentation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowAgg {
+    /// Latest-state merge rule instead of additive.
+    pub cumulative: bool,
+    /// Data points merged into this row.
+    pub points: u64,
+    /// Values (gauges, sums) or observations (histograms, summaries).
+    pub count: u64,
+    pub sum: f64,
+    /// `+inf` / `-inf` while unknown.
+    pub min: f64,
+    pub max: f64,
+    /// Earliest and newest point time (ns) and, for gauges and sums, their values
+    /// (NaN for the other types).
+    pub first_ns: i64,
+    pub first_value: f64,
+    pub last_ns: i64,
+    pub last_value: f64,
+    /// Additive gauges and sums only.
+    pub digest: Option<TDigest>,
+    pub detail: Detail,
+}
+
+impl WindowAgg {
+    /// An empty aggregate.
+    pub fn new(cumulative: bool, digest: Option<TDigest>, detail: Detail) -> Self {
+        WindowAgg {
+            cumulative,
+            points: 0,
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            first_ns: i64::MAX,
+            first_value: f64::NAN,
+            last_ns: i64::MIN,
+            last_value: f64::NAN,
+            digest,
+            detail,
+        }
+    }
+
+    /// Adds a Gauge or Sum value.
+    pub fn add_number(&mut self, time_ns: i64, value: f64) {
+        self.note_time(time_ns, value);
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        if let Some(d) = &mut self.digest {
+            // Ingest only stages finite values, and only finite values reach here.
+            let _ = d.add(value);
+        }
+    }
+
+    /// Adds a histogram or summary point: `state` holds its count, sum, min, max and buckets.
+    pub fn add_distribution(&mut self, time_ns: i64, state: WindowAgg) {
+        let newest = time_ns >= self.last_ns;
+        self.note_time(time_ns, f64::NAN);
+        if self.cumulative {
+            if newest {
+                self.take_state(state);
+            }
+        } else {
+            self.add_state(state);
+        }
+    }
+
+    /// Merges another partial of the same key.
+    pub fn merge(&mut self, other: WindowAgg) {
+        let other_is_newer = other.last_ns >= self.last_ns;
+        self.points += other.points;
+        if other.first_ns < self.first_ns {
+            self.first_ns = other.first_ns;
+            self.first_value = other.first_value;
+        }
+        if other_is_newer {
+            self.last_ns = other.last_ns;
+            self.last_value = other.last_value;
+        }
+        let numbers = matches!(self.detail, Detail::None);
+        if self.cumulative && !numbers {
+            if other_is_newer {
+                self.take_state(other);
+            }
+            return;
+        }
+        // Counters too: their min and max are the epoch's first and last value.
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        if let (Some(d), Some(o)) = (&mut self.digest, &other.digest) {
+            d.merge(o);
+        }
+        self.add_detail(other.detail);
+    }
+
+    fn note_time(&mut self, time_ns: i64, value: f64) {
+        self.points += 1;
+        if time_ns < self.first_ns {
+            self.first_ns = time_ns;
+            self.first_value = value;
+        }
+        if time_ns >= self.last_ns {
+            self.last_ns = time_ns;
+            self.last_value = value;
+        }
+    }
+
+    fn take_state(&mut self, state: WindowAgg) {
+        self.count = state.count;
+        self.sum = state.sum;
+        self.min = state.min;
+        self.max = state.max;
+        self.detail = state.detail;
+    }
+
+    fn add_state(&mut self, state: WindowAgg) {
+        self.count += state.count;
+        self.sum += state.sum;
+        self.min = self.min.min(state.min);
+        self.max = self.max.max(state.max);
+        self.add_detail(state.detail);
+    }
+
+    fn add_detail(&mut self, other: Detail) {
+        match (&mut self.detail, other) {
+            (Detail::Explicit { counts, .. }, Detail::Explicit { counts: more, .. }) => {
+                // Same key, so same layout (the layout hash is part of the key).
+                counts.iter_mut().zip(more).for_each(|(c, m)| *c += m);
+            }
+            (Detail::Exponential(mine), Detail::Exponential(theirs)) => mine.merge(&theirs),
+            (Detail::Summary { quantiles }, Detail::Summary { quantiles: newer }) => {
+                *quantiles = newer;
+            }
+            _ => {}
+        }
+    }
+
+    /// The value at quantile `q` for the precomputed columns: from the digest, the delta
+    /// buckets or a summary's own quantiles; `None` where the row alone cannot tell (a
+    /// cumulative histogram's window is a difference between rows).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        if let Some(d) = &self.digest {
+            return Some(d.quantile(q));
+        }
+        match &self.detail {
+            Detail::Summary { quantiles } => quantiles
+                .iter()
+                .find(|(qq, _)| (qq - q).abs() < 1e-9)
+                .map(|&(_, v)| v),
+            _ if self.cumulative => None,
+            Detail::Explicit { bounds, counts } => {
+                crate::histogram_quantile::quantile(bounds, counts, q, self.min, self.max)
+            }
+            Detail::Exponential(e) => {
+                let (bounds, counts) = e.to_explicit();
+                crate::histogram_quantile::quantile(&bounds, &counts, q, self.min, self.max)
+            }
+            Detail::None => None,
+        }
+    }
+}

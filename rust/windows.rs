@@ -1,0 +1,260 @@
+//! Open time windows: every accepted point is also added to the aggregate of its (series,
+//! window, counter epoch, bucket layout); windows close by the wall clock and become rollup
+//! rows. A shard of `MetricsCore` owns the windows of its series, so they are updated under
+//! the same lock as the series' chunks.
+
+use crate::exp_buckets::{BucketRange, ExpBuckets};
+use crate::histogram_chunks::HistogramPoint;
+use crate::otlp_view::PointView;
+use crate::series::IdMap;
+use crate::staged::{Payload, RowTable, StagedRequest};
+use crate::tdigest::TDigest;
+use crate::window_agg::{Detail, WindowAgg};
+
+/// OTLP `AGGREGATION_TEMPORALITY_CUMULATIVE`.
+const CUMULATIVE: i32 = 2;
+pub const NS_PER_SECOND: i64 = 1_000_000_000;
+/// The second rollup level: hours, built from closed windows.
+pub const HOUR_NS: i64 = 3_600 * NS_PER_SECOND;
+
+/// How points are windowed (the Python `RollupSettings`).
+#[derive(Clone, Copy, Debug)]
+pub struct RollupSettings {
+    /// Window length; divides an hour.
+    pub window_ns: i64,
+    /// How long after its end a window stays open for late points.
+    pub lateness_ns: i64,
+    /// t-digest compression.
+    pub compression: f64,
+}
+
+impl Default for RollupSettings {
+    fn default() -> Self {
+        RollupSettings {
+            window_ns: 60 * NS_PER_SECOND,
+            lateness_ns: 60 * NS_PER_SECOND,
+            compression: crate::tdigest::DEFAULT_COMPRESSION,
+        }
+    }
+}
+
+impl RollupSettings {
+    /// The start of the window holding `time_ns`.
+    pub fn window_start(&self, time_ns: i64) -> i64 {
+        time_ns - time_ns.rem_euclid(self.window_ns)
+    }
+
+    fn digest(&self) -> TDigest {
+        TDigest::new(self.compression).unwrap_or_default()
+    }
+}
+
+/// What a rollup row is for; equal keys are partials of one row and merge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WindowKey {
+    pub series: u64,
+    pub start_ns: i64,
+    /// Start of the counter epoch (cumulative types; 0 otherwise or when unknown).
+    pub epoch_ns: i64,
+    /// `BucketLayout::hash` of explicit-bucket histograms, 0 otherwise.
+    pub layout: u64,
+}
+
+/// The newest point seen of a cumulative counter, to detect a reset that keeps its start
+/// time (a value that drops): the points from the drop on get an epoch of their own.
+#[derive(Clone, Copy, Debug)]
+struct CounterTrack {
+    reported_start_ns: i64,
+    epoch_ns: i64,
+    last_ns: i64,
+    last_value: f64,
+}
+
+/// The open windows of one shard.
+#[derive(Default)]
+pub struct Windows {
+    open: IdMap<WindowKey, WindowAgg>,
+    counters: IdMap<u64, CounterTrack>,
+}
+
+impl Windows {
+    /// Adds the accepted point `staged.points[i]` to its window.
+    pub fn add(&mut self, staged: &StagedRequest<'_>, i: usize, settings: &RollupSettings) {
+        let p = &staged.points[i];
+        let metric = staged.metric(p.origin);
+        let view = &staged.view.points[p.origin.point as usize];
+        let cumulative = metric.temporality == CUMULATIVE;
+        let start_ns = settings.window_start(p.time_ns);
+        let mut key = WindowKey {
+            series: p.key.id,
+            start_ns,
+            epoch_ns: 0,
+            layout: 0,
+        };
+        match p.payload {
+            Payload::Number {
+                value,
+                start_ns: epoch,
+                is_sum,
+            } => {
+                let counter = is_sum && cumulative && metric.monotonic;
+                if counter {
+                    key.epoch_ns = self.counter_epoch(p.key.id, epoch, p.time_ns, value);
+                }
+                self.open
+                    .entry(key)
+                    .or_insert_with(|| {
+                        WindowAgg::new(counter, (!counter).then(|| settings.digest()), Detail::None)
+                    })
+                    .add_number(p.time_ns, value);
+            }
+            Payload::Histogram {
+                start_ns: epoch,
+                layout_hash,
+            } => {
+                let point = HistogramPoint::of(staged, i, epoch);
+                key.epoch_ns = if cumulative { epoch } else { 0 };
+                key.layout = layout_hash;
+                let mut state = distribution(point.count, point.sum, point.min, point.max);
+                state.detail = Detail::Explicit {
+                    bounds: point.layout.bounds.to_vec(),
+                    counts: point.bucket_counts.to_vec(),
+                };
+                self.add_distribution(key, cumulative, p.time_ns, state);
+            }
+            Payload::Row {
+                table: RowTable::ExpHistogram,
+                ..
+            } => {
+                key.epoch_ns = if cumulative { start_of(view) } else { 0 };
+                let mut state = distribution(view.count, view.sum, view.min, view.max);
+                state.detail = Detail::Exponential(exp_buckets(staged, view));
+                self.add_distribution(key, cumulative, p.time_ns, state);
+            }
+            Payload::Row {
+                table: RowTable::Summary,
+                ..
+            } => {
+                // A summary's count and sum are cumulative since its start time.
+                key.epoch_ns = start_of(view);
+                let quantiles: Vec<(f64, f64)> = view
+                    .quantile_values
+                    .of(&staged.view.quantiles)
+                    .iter()
+                    .map(|q| (q.quantile, q.value))
+                    .collect();
+                let at = |q: f64| quantiles.iter().find(|p| p.0 == q).map(|p| p.1);
+                let mut state = distribution(view.count, view.sum, at(0.0), at(1.0));
+                state.detail = Detail::Summary { quantiles };
+                self.add_distribution(key, true, p.time_ns, state);
+            }
+        }
+    }
+
+    fn add_distribution(&mut self, key: WindowKey, cumulative: bool, time_ns: i64, s: WindowAgg) {
+        self.open
+            .entry(key)
+            .or_insert_with(|| WindowAgg::new(cumulative, None, empty_like(&s.detail)))
+            .add_distribution(time_ns, s);
+    }
+
+    /// The epoch of a cumulative counter's point: its start time, unless the value dropped
+    /// since the newest point of that start time, which is a reset at this point.
+    fn counter_epoch(&mut self, series: u64, start_ns: i64, time_ns: i64, value: f64) -> i64 {
+        let track = self.counters.entry(series).or_insert(CounterTrack {
+            reported_start_ns: start_ns,
+            epoch_ns: start_ns,
+            last_ns: i64::MIN,
+            last_value: f64::NEG_INFINITY,
+        });
+        if track.reported_start_ns != start_ns {
+            *track = CounterTrack {
+                reported_start_ns: start_ns,
+                epoch_ns: start_ns,
+                last_ns: i64::MIN,
+                last_value: f64::NEG_INFINITY,
+            };
+        }
+        if time_ns > track.last_ns {
+            if value < track.last_value {
+                track.epoch_ns = time_ns;
+            }
+            track.last_ns = time_ns;
+            track.last_value = value;
+        }
+        track.epoch_ns
+    }
+
+    /// Removes and returns the windows that have closed by `now_ns` (every window when `all`).
+    pub fn take_closed(
+        &mut self,
+        now_ns: i64,
+        settings: &RollupSettings,
+        all: bool,
+    ) -> Vec<(WindowKey, WindowAgg)> {
+        let horizon = now_ns
+            .saturating_sub(settings.window_ns)
+            .saturating_sub(settings.lateness_ns);
+        self.open
+            .extract_if(|k, _| all || k.start_ns <= horizon)
+            .collect()
+    }
+
+    /// Windows currently open.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Whether no window is open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+}
+
+fn start_of(view: &PointView) -> i64 {
+    i64::try_from(view.start_time_unix_nano).unwrap_or(0)
+}
+
+/// A histogram or summary point's own figures, as an aggregate to add or take.
+fn distribution(count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) -> WindowAgg {
+    let mut s = WindowAgg::new(false, None, Detail::None);
+    s.count = count;
+    // An absent sum stays unknown (NaN, stored as NULL) rather than becoming 0.
+    s.sum = sum.unwrap_or(f64::NAN);
+    s.min = min.unwrap_or(f64::INFINITY);
+    s.max = max.unwrap_or(f64::NEG_INFINITY);
+    s
+}
+
+fn empty_like(detail: &Detail) -> Detail {
+    match detail {
+        Detail::Explicit { bounds, counts } => Detail::Explicit {
+            bounds: bounds.clone(),
+            counts: vec![0; counts.len()],
+        },
+        Detail::Exponential(e) => Detail::Exponential(ExpBuckets {
+            scale: e.scale,
+            ..ExpBuckets::default()
+        }),
+        Detail::Summary { .. } => Detail::Summary {
+            quantiles: Vec::new(),
+        },
+        Detail::None => Detail::None,
+    }
+}
+
+fn exp_buckets(staged: &StagedRequest<'_>, view: &PointView) -> ExpBuckets {
+    let range = |b| {
+        let (offset, counts) = staged.view.buckets(b);
+        BucketRange {
+            offset,
+            counts: counts.to_vec(),
+        }
+    };
+    ExpBuckets {
+        scale: view.scale,
+        zero_count: view.zero_count,
+        positive: range(view.positive),
+        negative: range(view.negative),
+    }
+}

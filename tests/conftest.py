@@ -7,6 +7,7 @@ wheel (a real server started in a temporary directory, stopped and deleted at th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import threading
@@ -60,9 +61,9 @@ def _with_database(dsn: str, database: str) -> str:
     return f"{head}/{database}" + (f"?{query}" if query else "")
 
 
-@pytest.fixture
-def database_dsn(postgres_server: Any) -> Iterator[str]:
-    """A new, empty database on the session's server; dropped after the test."""
+@contextlib.contextmanager
+def fresh_database(postgres_server: Any) -> Iterator[str]:
+    """A new, empty database on the session's server, dropped on exit."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin_dsn = postgres_server("postgres")
     asyncio.run(_admin(admin_dsn, f'CREATE DATABASE "{name}"'))
@@ -70,6 +71,20 @@ def database_dsn(postgres_server: Any) -> Iterator[str]:
         yield postgres_server(name)
     finally:
         asyncio.run(_admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_dsn(postgres_server: Any) -> Iterator[str]:
+    """A new, empty database on the session's server; dropped after the test."""
+    with fresh_database(postgres_server) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def reference_dsn(postgres_server: Any) -> Iterator[str]:
+    """A second database, for a reference run to compare against."""
+    with fresh_database(postgres_server) as dsn:
+        yield dsn
 
 
 async def _admin(dsn: str, statement: str) -> None:

@@ -9,10 +9,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from tidegate import __version__
+from tidegate import __version__, query_cli
 from tidegate.config import Config, load
 from tidegate.daemon import Daemon
-from tidegate.errors import ConfigError, StorageError
+from tidegate.errors import ConfigError, QueryError, StorageError
 
 log = logging.getLogger("tidegate")
 
@@ -26,6 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "query":
+        return _query(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -41,7 +43,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-listen", help="OTLP/gRPC host:port (default 127.0.0.1:4317)")
     serve.add_argument("--http-listen", help="metrics/health host:port (default 127.0.0.1:9464)")
     serve.add_argument("--log-level", help="debug, info, warning or error")
+    query_cli.add_parser(commands)
     return parser
+
+
+def _query(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.config, overrides={"storage.dsn": args.dsn, "data_dir": args.data_dir})
+        sys.stdout.write(query_cli.run(args, config))
+    except (ConfigError, QueryError) as exc:
+        print(f"tidegate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StorageError as exc:
+        print(f"tidegate: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:

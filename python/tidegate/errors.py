@@ -27,4 +27,11 @@ class BackpressureError(TidegateError):
         self.retry_after_seconds = retry_after_seconds
 
 
-__all__ = ["BackpressureError", "ConfigError", "DecodeError", "QueryError", "StorageError", "TidegateError"]
+__all__ = [
+    "BackpressureError",
+    "ConfigError",
+    "DecodeError",
+    "QueryError",
+    "StorageError",
+    "TidegateError",
+]

@@ -32,7 +32,11 @@ def receiver() -> Iterator[MetricsReceiver]:
     config.ingest.max_in_flight_bytes = 10 * MIB
     Queue.unwritten = 0
     made = MetricsReceiver(
-        config, MetricsCore(CoreLimits(), RollupSettings()), Telemetry(), lambda: Queue.unwritten, lambda: None
+        config,
+        MetricsCore(CoreLimits(), RollupSettings()),
+        Telemetry(),
+        lambda: Queue.unwritten,
+        lambda: None,
     )
     yield made
     asyncio.run(made.close())

@@ -133,8 +133,9 @@ async def aggregate(
     """``agg`` per bucket of ``span.step`` (one bucket for the whole range when ``None``),
     per group of ``by`` labels (all selected series together when empty)."""
     window = dt.timedelta(seconds=window_seconds)
-    step = span.step or (span.end - span.start)
     start = _floor(span.start, window)
+    # Without a step, one bucket: the range rounded out to whole windows.
+    step = span.step or -(-(span.end - start) // window) * window
     hours = step % HOUR == dt.timedelta(0) and start == _floor(start, HOUR)
     if not hours and step % window != dt.timedelta(0):
         raise QueryError(f"step must be a multiple of the {window_seconds} s rollup window")

@@ -163,7 +163,8 @@ def test_delta_and_cumulative_histograms_merge_bucket_counts(daemon: RunningDaem
     daemon.flush()
     dsn = daemon.daemon.dsn
     rows = daemon.query(
-        "SELECT bucket_counts, count, sum FROM rollups r JOIN series s ON s.id = r.series_id WHERE s.metric_name = 'delta.h' AND window_seconds = 60"
+        "SELECT bucket_counts, count, sum FROM rollups AS r JOIN series AS s ON s.id = r.series_id"
+        " WHERE s.metric_name = 'delta.h' AND window_seconds = 60"
     )
     assert [(r["bucket_counts"], r["count"], r["sum"]) for r in rows] == [([1, 3, 2, 2], 8, 170.0)]
     assert values(query(dsn, "delta.h", "count")) == [8.0]

@@ -33,7 +33,11 @@ def add_parser(commands: Any) -> None:
         description="Raw points (--raw) or an aggregate per step of the selected series.",
     )
     query.add_argument("selector", help="e.g. 'http.server.duration{service.name=\"api\"}'")
-    query.add_argument("--start", default="-1h", help="RFC 3339, Unix seconds or -1h (default)")
+    query.add_argument(
+        "--start",
+        default="-1h",
+        help="RFC 3339, Unix seconds, now-2h, or --start=-2h (default -1h)",
+    )
     query.add_argument("--end", default="now", help="like --start (default now)")
     query.add_argument("--step", help="bucket length, e.g. 1m or 1h (default: the whole range)")
     query.add_argument(

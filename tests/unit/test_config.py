@@ -32,6 +32,14 @@ def test_full_file_sets_every_section() -> None:
     assert config.ingest.max_in_flight_bytes == 128 * 1024 * 1024
     assert config.shutdown_timeout_seconds == 10.0
     assert config.log_level == "warning"
+    assert config.rollups.window_seconds == 30
+    assert config.rollups.lateness_seconds == 120
+    assert config.rollups.compression == 200.0
+
+
+def test_ten_second_windows() -> None:
+    config = load(CONFIGS / "ten_second_windows.toml", environ={})
+    assert (config.rollups.window_seconds, config.rollups.lateness_seconds) == (10, 30)
 
 
 @pytest.mark.parametrize(
@@ -76,6 +84,10 @@ def test_environment_overrides_file_and_flags_override_environment() -> None:
             "set TIDEGATE_DSN or TIDEGATE_STORAGE_DSN, not both",
         ),
         ({"TIDEGATE_LOG_LEVEL": "loud"}, "log_level must be"),
+        ({"TIDEGATE_ROLLUPS_WINDOW_SECONDS": "7"}, "rollups.window_seconds must divide 3600"),
+        ({"TIDEGATE_ROLLUPS_WINDOW_SECONDS": "0"}, "rollups.window_seconds must be a finite"),
+        ({"TIDEGATE_ROLLUPS_LATENESS_SECONDS": "-1"}, "lateness_seconds must not be negative"),
+        ({"TIDEGATE_ROLLUPS_COMPRESSION": "5"}, "compression must be between 10 and 10000"),
         (
             {"TIDEGATE_INGEST_FLUSH_POINTS": "5000000"},
             "flush_points must not exceed ingest.max_buffered_points",

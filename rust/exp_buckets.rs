@@ -109,14 +109,19 @@ impl ExpBuckets {
     }
 
     /// The same counts as an explicit-bucket histogram (upper bounds, increasing), for
-    /// quantile estimation: negative buckets, the zero bucket (up to 0), positive buckets, and
-    /// an empty overflow bucket.
+    /// quantile estimation: an empty underflow bucket (so the first negative bucket has its
+    /// lower edge), negative buckets, the zero bucket (up to 0), an empty bucket up to the
+    /// first positive bucket's lower edge, positive buckets, and an empty overflow bucket.
     pub fn to_explicit(&self) -> (Vec<f64>, Vec<u64>) {
         let base_log2 = (-self.scale as f64).exp2();
         let boundary = |index: i32| (index as f64 * base_log2).exp2();
         let mut bounds = Vec::new();
         let mut counts = Vec::new();
         let neg = &self.negative;
+        if !neg.counts.is_empty() {
+            counts.push(0);
+            bounds.push(-boundary(neg.offset + neg.counts.len() as i32));
+        }
         for (k, &c) in neg.counts.iter().enumerate().rev() {
             counts.push(c);
             bounds.push(-boundary(neg.offset + k as i32));
@@ -124,6 +129,10 @@ impl ExpBuckets {
         counts.push(self.zero_count);
         bounds.push(0.0);
         let pos = &self.positive;
+        if !pos.counts.is_empty() {
+            counts.push(0);
+            bounds.push(boundary(pos.offset));
+        }
         for (k, &c) in pos.counts.iter().enumerate() {
             counts.push(c);
             bounds.push(boundary(pos.offset + k as i32 + 1));

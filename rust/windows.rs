@@ -60,14 +60,39 @@ pub struct WindowKey {
     pub layout: u64,
 }
 
+/// Resets remembered per counter, so that a late point from before one still finds its epoch.
+const KEPT_RESETS: usize = 8;
+
 /// The newest point seen of a cumulative counter, to detect a reset that keeps its start
 /// time (a value that drops): the points from the drop on get an epoch of their own.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct CounterTrack {
     reported_start_ns: i64,
-    epoch_ns: i64,
+    /// Times of the drops seen since `reported_start_ns`, oldest first.
+    resets: Vec<i64>,
     last_ns: i64,
     last_value: f64,
+}
+
+impl CounterTrack {
+    fn new(reported_start_ns: i64) -> Self {
+        CounterTrack {
+            reported_start_ns,
+            resets: Vec::new(),
+            last_ns: i64::MIN,
+            last_value: f64::NEG_INFINITY,
+        }
+    }
+
+    /// The epoch in force at `time_ns`: the last reset at or before it, else the start.
+    fn epoch_at(&self, time_ns: i64) -> i64 {
+        self.resets
+            .iter()
+            .rev()
+            .find(|&&r| r <= time_ns)
+            .copied()
+            .unwrap_or(self.reported_start_ns)
+    }
 }
 
 /// The open windows of one shard.
@@ -161,28 +186,24 @@ impl Windows {
     /// The epoch of a cumulative counter's point: its start time, unless the value dropped
     /// since the newest point of that start time, which is a reset at this point.
     fn counter_epoch(&mut self, series: u64, start_ns: i64, time_ns: i64, value: f64) -> i64 {
-        let track = self.counters.entry(series).or_insert(CounterTrack {
-            reported_start_ns: start_ns,
-            epoch_ns: start_ns,
-            last_ns: i64::MIN,
-            last_value: f64::NEG_INFINITY,
-        });
+        let track = self
+            .counters
+            .entry(series)
+            .or_insert_with(|| CounterTrack::new(start_ns));
         if track.reported_start_ns != start_ns {
-            *track = CounterTrack {
-                reported_start_ns: start_ns,
-                epoch_ns: start_ns,
-                last_ns: i64::MIN,
-                last_value: f64::NEG_INFINITY,
-            };
+            *track = CounterTrack::new(start_ns);
         }
         if time_ns > track.last_ns {
             if value < track.last_value {
-                track.epoch_ns = time_ns;
+                if track.resets.len() == KEPT_RESETS {
+                    track.resets.remove(0);
+                }
+                track.resets.push(time_ns);
             }
             track.last_ns = time_ns;
             track.last_value = value;
         }
-        track.epoch_ns
+        track.epoch_at(time_ns)
     }
 
     /// Removes and returns the windows that have closed by `now_ns` (every window when `all`).

@@ -16,3 +16,4 @@ mod test_series;
 mod test_speed;
 mod test_tdigest;
 mod test_tdigest_accuracy;
+mod test_windows;

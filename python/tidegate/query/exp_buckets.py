@@ -41,16 +41,22 @@ class ExpBuckets:
         return ExpBuckets(scale, zero, pos_offset, pos, neg_offset, neg)
 
     def to_explicit(self) -> tuple[list[float], list[int]]:
-        """Upper bounds and counts: negative buckets, the zero bucket, positive buckets and an
-        empty overflow bucket (as ``ExpBuckets::to_explicit`` in the core)."""
+        """Upper bounds and counts, laid out as ``ExpBuckets::to_explicit`` in the core does:
+        empty buckets close the lower edges of the first negative and first positive bucket."""
         base_log2 = 2.0**-self.scale
         bounds: list[float] = []
         counts: list[int] = []
+        if self.negative:
+            counts.append(0)
+            bounds.append(-(2.0 ** ((self.negative_offset + len(self.negative)) * base_log2)))
         for k in reversed(range(len(self.negative))):
             counts.append(self.negative[k])
             bounds.append(-(2.0 ** ((self.negative_offset + k) * base_log2)))
         counts.append(self.zero_count)
         bounds.append(0.0)
+        if self.positive:
+            counts.append(0)
+            bounds.append(2.0 ** (self.positive_offset * base_log2))
         for k, count in enumerate(self.positive):
             counts.append(count)
             bounds.append(2.0 ** ((self.positive_offset + k + 1) * base_log2))

@@ -142,6 +142,8 @@ class Cell:
 
 
 Row = Mapping[str, Any]
+# Sorts windows without an epoch before those with one.
+NO_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def _key(row: Row) -> tuple[Any, ...]:
@@ -201,9 +203,7 @@ def merge_partials(rows: Iterable[Row], shape: SeriesShape) -> list[_Window]:
         else:
             found.state.add(state)
             found.last_time = max(found.last_time, row["last_time"])
-    return sorted(
-        merged.values(), key=lambda w: (w.start, w.epoch or dt.datetime.min.replace(tzinfo=dt.UTC))
-    )
+    return sorted(merged.values(), key=lambda w: (w.start, w.epoch or NO_EPOCH))
 
 
 def window_cells(

@@ -34,8 +34,8 @@ HOUR = dt.timedelta(hours=1)
 # A cumulative window needs the previous window of its epoch as baseline: rows this far
 # before the range are read for that and nothing else.
 LOOKBACK_WINDOWS = 2
-# An hour is answered from hour rows once every daemon has written them: its last window
-# closed (lateness) and was flushed (a flush interval, with margin).
+# An hour is answered from hour rows once every daemon has written them: its end plus the
+# lateness (its last window closed) plus a flush interval, with margin.
 HOUR_SETTLE = dt.timedelta(seconds=60)
 
 # The `=` matchers, as two parallel arrays of label names and values (a label absent from
@@ -143,9 +143,11 @@ async def aggregate(
     resolution = HOUR if hours else window
     now = now or dt.datetime.now(dt.UTC)
     # Hours whose rows are complete; later ones are answered from windows.
-    settled = _floor(now - HOUR - dt.timedelta(seconds=lateness_seconds) - HOUR_SETTLE, HOUR)
+    settled = _floor(now - dt.timedelta(seconds=lateness_seconds) - HOUR_SETTLE, HOUR)
     hour_until = min(span.end, settled) if hours else start - LOOKBACK_WINDOWS * HOUR
-    lookback = LOOKBACK_WINDOWS * resolution
+    # Only cumulative series need the windows before the range, as baselines.
+    cumulative = any(s.shape.cumulative for s in series)
+    lookback = LOOKBACK_WINDOWS * resolution if cumulative else dt.timedelta(0)
     sql = ROLLUPS_WITH_DIGEST_SQL if agg.kind.value == "quantile" else ROLLUPS_SQL
     rows = await conn.fetch(
         sql,
@@ -163,7 +165,9 @@ async def aggregate(
     groups: dict[tuple[str, ...], list[Cell]] = {}
     for s in series:
         group = tuple(s.labels.get(label, "") for label in by)
-        cells = groups.setdefault(group, [Cell() for _ in range(buckets)])
+        if group not in groups:
+            groups[group] = [Cell() for _ in range(buckets)]
+        cells = groups[group]
         windows = merge_partials(per_series.get(s.id, []), s.shape)
         for window_start, cell in window_cells(windows, s.shape, start, lookback):
             index = (window_start - start) // step

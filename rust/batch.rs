@@ -48,29 +48,31 @@ impl MetricsCore {
                 std::array::from_fn(|t| mem::take(&mut *lock(&self.tables[t])));
             (chunk_maps, histogram_maps, tables, series, points, closed)
         };
+        let mut rollups_copy = Vec::new();
+        let mut days: Vec<i64> = closed.iter().map(|(k, _)| utc_day(k.start_ns)).collect();
+        let window_rows =
+            rollup_rows::encode(&mut rollups_copy, &mut closed, self.rollups.window_ns);
+        // Encoded (and their digests compressed): the windows now move into their hours.
         let mut hours = {
             let mut open_hours = lock(&self.hours);
             closed
-                .iter()
+                .into_iter()
                 .for_each(|(key, agg)| open_hours.absorb(key, agg));
             open_hours.take_closed(now_ns, &self.rollups, flush_all)
         };
-        if points == 0 && series.ids.is_empty() && closed.is_empty() && hours.is_empty() {
+        if points == 0 && series.ids.is_empty() && window_rows == 0 && hours.is_empty() {
             return None;
         }
+        days.extend(hours.iter().map(|(k, _)| utc_day(k.start_ns)));
         let mut batch = Batch {
             points,
             new_series_ids: series.ids,
+            window_rollup_rows: window_rows,
             ..Batch::default()
         };
-        let mut days = Vec::new();
-        for (key, _) in closed.iter().chain(&hours) {
-            days.push(utc_day(key.start_ns));
-        }
-        batch.window_rollup_rows =
-            rollup_rows::encode(&mut batch.rollups_copy, &mut closed, self.rollups.window_ns);
-        batch.hour_rollup_rows = rollup_rows::encode(&mut batch.rollups_copy, &mut hours, HOUR_NS);
-        rollup_rows::finish(&mut batch.rollups_copy);
+        batch.hour_rollup_rows = rollup_rows::encode(&mut rollups_copy, &mut hours, HOUR_NS);
+        rollup_rows::finish(&mut rollups_copy);
+        batch.rollups_copy = rollups_copy;
         batch.series_copy = series.rows.finish();
         let (chunk_copy, chunk_rows) = encode_chunks(chunk_maps, &mut days);
         batch.point_chunks_copy = chunk_copy;

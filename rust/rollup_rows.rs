@@ -19,15 +19,15 @@ pub struct HourWindows {
 
 impl HourWindows {
     /// Merges a closed window into its hour.
-    pub fn absorb(&mut self, key: &WindowKey, agg: &WindowAgg) {
+    pub fn absorb(&mut self, key: WindowKey, agg: WindowAgg) {
         let hour = WindowKey {
             start_ns: key.start_ns - key.start_ns.rem_euclid(HOUR_NS),
-            ..*key
+            ..key
         };
         match self.open.get_mut(&hour) {
-            Some(open) => open.merge(agg.clone()),
+            Some(open) => open.merge(agg),
             None => {
-                self.open.insert(hour, agg.clone());
+                self.open.insert(hour, agg);
             }
         }
     }

@@ -31,6 +31,25 @@ pub enum Detail {
     },
 }
 
+/// A histogram or summary point's own count, sum, min and max (`NaN` sum when absent,
+/// infinite min/max when absent).
+#[derive(Clone, Copy, Debug)]
+pub struct Figures {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// How a point's buckets or quantiles go into an aggregate's [`Detail`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetailMerge {
+    /// Latest state: the point's replace the aggregate's.
+    Replace,
+    /// Additive: the point's add to the aggregate's.
+    Add,
+}
+
 /// The aggregate of one partial window; see the module documentation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowAgg {
@@ -87,16 +106,30 @@ impl WindowAgg {
         }
     }
 
-    /// Adds a histogram or summary point: `state` holds its count, sum, min, max and buckets.
-    pub fn add_distribution(&mut self, time_ns: i64, state: WindowAgg) {
+    /// Adds a histogram or summary point: its figures, and `detail` to put its buckets or
+    /// quantiles into the aggregate's (called only when the point counts: always when
+    /// additive, when it is the newest for latest state). Works in place, so the common case
+    /// allocates nothing.
+    pub fn add_point(
+        &mut self,
+        time_ns: i64,
+        figures: Figures,
+        detail: impl FnOnce(&mut Detail, DetailMerge),
+    ) {
         let newest = time_ns >= self.last_ns;
         self.note_time(time_ns, f64::NAN);
-        if self.cumulative {
-            if newest {
-                self.take_state(state);
-            }
-        } else {
-            self.add_state(state);
+        if !self.cumulative {
+            self.count += figures.count;
+            self.sum += figures.sum;
+            self.min = self.min.min(figures.min);
+            self.max = self.max.max(figures.max);
+            detail(&mut self.detail, DetailMerge::Add);
+        } else if newest {
+            self.count = figures.count;
+            self.sum = figures.sum;
+            self.min = figures.min;
+            self.max = figures.max;
+            detail(&mut self.detail, DetailMerge::Replace);
         }
     }
 
@@ -148,14 +181,6 @@ impl WindowAgg {
         self.min = state.min;
         self.max = state.max;
         self.detail = state.detail;
-    }
-
-    fn add_state(&mut self, state: WindowAgg) {
-        self.count += state.count;
-        self.sum += state.sum;
-        self.min = self.min.min(state.min);
-        self.max = self.max.max(state.max);
-        self.add_detail(state.detail);
     }
 
     fn add_detail(&mut self, other: Detail) {

@@ -9,7 +9,7 @@ use crate::otlp_view::PointView;
 use crate::series::IdMap;
 use crate::staged::{Payload, RowTable, StagedRequest};
 use crate::tdigest::TDigest;
-use crate::window_agg::{Detail, WindowAgg};
+use crate::window_agg::{Detail, DetailMerge, Figures, WindowAgg};
 
 /// OTLP `AGGREGATION_TEMPORALITY_CUMULATIVE`.
 const CUMULATIVE: i32 = 2;
@@ -140,21 +140,53 @@ impl Windows {
                 let point = HistogramPoint::of(staged, i, epoch);
                 key.epoch_ns = if cumulative { epoch } else { 0 };
                 key.layout = layout_hash;
-                let mut state = distribution(point.count, point.sum, point.min, point.max);
-                state.detail = Detail::Explicit {
-                    bounds: point.layout.bounds.to_vec(),
-                    counts: point.bucket_counts.to_vec(),
-                };
-                self.add_distribution(key, cumulative, p.time_ns, state);
+                let (bounds, counts) = (point.layout.bounds, point.bucket_counts);
+                self.open
+                    .entry(key)
+                    .or_insert_with(|| {
+                        let detail = Detail::Explicit {
+                            bounds: bounds.to_vec(),
+                            counts: vec![0; counts.len()],
+                        };
+                        WindowAgg::new(cumulative, None, detail)
+                    })
+                    .add_point(
+                        p.time_ns,
+                        figures(point.count, point.sum, point.min, point.max),
+                        |detail, merge| {
+                            if let Detail::Explicit { counts: mine, .. } = detail {
+                                // Same key, so same layout: the lengths are equal.
+                                match merge {
+                                    DetailMerge::Replace => mine.copy_from_slice(counts),
+                                    DetailMerge::Add => {
+                                        mine.iter_mut().zip(counts).for_each(|(m, c)| *m += c)
+                                    }
+                                }
+                            }
+                        },
+                    );
             }
             Payload::Row {
                 table: RowTable::ExpHistogram,
                 ..
             } => {
                 key.epoch_ns = if cumulative { start_of(view) } else { 0 };
-                let mut state = distribution(view.count, view.sum, view.min, view.max);
-                state.detail = Detail::Exponential(exp_buckets(staged, view));
-                self.add_distribution(key, cumulative, p.time_ns, state);
+                let buckets = exp_buckets(staged, view);
+                let empty = ExpBuckets {
+                    scale: buckets.scale,
+                    ..ExpBuckets::default()
+                };
+                self.open
+                    .entry(key)
+                    .or_insert_with(|| WindowAgg::new(cumulative, None, Detail::Exponential(empty)))
+                    .add_point(
+                        p.time_ns,
+                        figures(view.count, view.sum, view.min, view.max),
+                        |detail, merge| match (detail, merge) {
+                            (Detail::Exponential(mine), DetailMerge::Add) => mine.merge(&buckets),
+                            (detail, _) => *detail = Detail::Exponential(buckets),
+                        },
+                    );
             }
             Payload::Row {
                 table: RowTable::Summary,
@@ -169,18 +201,18 @@ impl Windows {
                     .map(|q| (q.quantile, q.value))
                     .collect();
                 let at = |q: f64| quantiles.iter().find(|p| p.0 == q).map(|p| p.1);
-                let mut state = distribution(view.count, view.sum, at(0.0), at(1.0));
-                state.detail = Detail::Summary { quantiles };
-                self.add_distribution(key, true, p.time_ns, state);
+                let own = figures(view.count, view.sum, at(0.0), at(1.0));
+                let empty = Detail::Summary {
+                    quantiles: Vec::new(),
+                };
+                self.open
+                    .entry(key)
+                    .or_insert_with(|| WindowAgg::new(true, None, empty))
+                    .add_point(p.time_ns, own, |detail, _| {
+                        *detail = Detail::Summary { quantiles };
+                    });
             }
         }
-    }
-
-    fn add_distribution(&mut self, key: WindowKey, cumulative: bool, time_ns: i64, s: WindowAgg) {
-        self.open
-            .entry(key)
-            .or_insert_with(|| WindowAgg::new(cumulative, None, empty_like(&s.detail)))
-            .add_distribution(time_ns, s);
     }
 
     /// The epoch of a cumulative counter's point: its start time, unless the value dropped
@@ -236,31 +268,14 @@ fn start_of(view: &PointView) -> i64 {
     i64::try_from(view.start_time_unix_nano).unwrap_or(0)
 }
 
-/// A histogram or summary point's own figures, as an aggregate to add or take.
-fn distribution(count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) -> WindowAgg {
-    let mut s = WindowAgg::new(false, None, Detail::None);
-    s.count = count;
-    // An absent sum stays unknown (NaN, stored as NULL) rather than becoming 0.
-    s.sum = sum.unwrap_or(f64::NAN);
-    s.min = min.unwrap_or(f64::INFINITY);
-    s.max = max.unwrap_or(f64::NEG_INFINITY);
-    s
-}
-
-fn empty_like(detail: &Detail) -> Detail {
-    match detail {
-        Detail::Explicit { bounds, counts } => Detail::Explicit {
-            bounds: bounds.clone(),
-            counts: vec![0; counts.len()],
-        },
-        Detail::Exponential(e) => Detail::Exponential(ExpBuckets {
-            scale: e.scale,
-            ..ExpBuckets::default()
-        }),
-        Detail::Summary { .. } => Detail::Summary {
-            quantiles: Vec::new(),
-        },
-        Detail::None => Detail::None,
+/// A histogram or summary point's own figures.
+fn figures(count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) -> Figures {
+    Figures {
+        count,
+        // An absent sum stays unknown (NaN, stored as NULL) rather than becoming 0.
+        sum: sum.unwrap_or(f64::NAN),
+        min: min.unwrap_or(f64::INFINITY),
+        max: max.unwrap_or(f64::NEG_INFINITY),
     }
 }
 

@@ -82,14 +82,15 @@ class Cell:
             self.increase = (self.increase or 0.0) + other.increase
         self.digests.extend(other.digests)
         if other.bounds is not None and other.bucket_counts is not None:
-            self._add_buckets(other.bounds, other.bucket_counts)
+            self.add_buckets(other.bounds, other.bucket_counts)
         if other.exp is not None:
             self.exp = other.exp if self.exp is None else self.exp.combined(other.exp)
         if other.summary_quantiles is not None:
             self.summary_quantiles = other.summary_quantiles
             self.summaries += other.summaries
 
-    def _add_buckets(self, bounds: tuple[float, ...], counts: list[int]) -> None:
+    def add_buckets(self, bounds: tuple[float, ...], counts: list[int]) -> None:
+        """Adds bucket counts (re-binned onto this cell's bounds if they differ)."""
         if self.bounds is None or self.bucket_counts is None:
             self.bounds, self.bucket_counts = bounds, list(counts)
         elif bounds == self.bounds:
@@ -149,6 +150,28 @@ NO_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 def _key(row: Row) -> tuple[Any, ...]:
     bounds = row["bounds"]
     return (row["window_start"], row["epoch_start"], tuple(bounds) if bounds is not None else None)
+
+
+def add_additive_row(cell: Cell, row: Row, shape: SeriesShape) -> None:
+    """Adds one partial row of a non-cumulative series straight into a cell: additive rows
+    need no per-window merge first, so the common case builds no intermediate objects."""
+    if row["exp_scale"] is not None or row["quantiles"] is not None:
+        cell.add(_state(row, shape))
+        return
+    cell.rows += 1
+    cell.count += row["count"]
+    total = row["sum"]
+    cell.sum = None if cell.sum is None or total is None else cell.sum + total
+    if row["min"] is not None and row["min"] < cell.min:
+        cell.min = row["min"]
+    if row["max"] is not None and row["max"] > cell.max:
+        cell.max = row["max"]
+    if row["digest"] is not None:
+        cell.digests.append(row["digest"])
+    if row["bounds"] is not None:
+        cell.add_buckets(tuple(row["bounds"]), row["bucket_counts"])
+    if shape.increments and total is not None:
+        cell.increase = (cell.increase or 0.0) + total
 
 
 def _state(row: Row, shape: SeriesShape) -> Cell:

@@ -22,6 +22,7 @@ from tidegate.query.cells import (
     Cell,
     SeriesKind,
     SeriesShape,
+    add_additive_row,
     merge_partials,
     shape_of,
     window_cells,
@@ -39,9 +40,12 @@ LOOKBACK_WINDOWS = 2
 HOUR_SETTLE = dt.timedelta(seconds=60)
 
 # The `=` matchers, as two parallel arrays of label names and values (a label absent from
-# both attribute sets reads as ""); the others are checked in Python.
+# both attribute sets reads as ""); the others are checked in Python on `probe`, the values of
+# their labels ($4), so that only the series they accept have their attributes parsed.
 SERIES_SQL = """
-SELECT s.id, s.metric_type, s.temporality, s.monotonic, s.resource, s.attributes
+SELECT s.id, s.metric_type, s.temporality, s.monotonic, s.resource, s.attributes,
+       ARRAY(SELECT coalesce(s.attributes ->> p.label, s.resource ->> p.label, '')
+             FROM unnest($4::text[]) WITH ORDINALITY AS p (label, n) ORDER BY p.n) AS probe
 FROM series AS s
 WHERE s.metric_name = $1
   AND NOT EXISTS (
@@ -84,14 +88,19 @@ class SeriesInfo:
 async def find_series(conn: asyncpg.Connection, selector: Selector) -> list[SeriesInfo]:
     """The series of ``selector.metric`` that every matcher accepts."""
     equal = [m for m in selector.matchers if m.op is MatchOp.EQ]
+    others = [m for m in selector.matchers if m.op is not MatchOp.EQ]
     rows = await conn.fetch(
-        SERIES_SQL, selector.metric, [m.label for m in equal], [m.value for m in equal]
+        SERIES_SQL,
+        selector.metric,
+        [m.label for m in equal],
+        [m.value for m in equal],
+        [m.label for m in others],
     )
     found = []
     for row in rows:
-        labels = _labels(row["resource"], row["attributes"])
-        if all(m.matches(labels.get(m.label)) for m in selector.matchers):
+        if all(m.matches(value) for m, value in zip(others, row["probe"], strict=True)):
             shape = shape_of(row["metric_type"], row["temporality"], row["monotonic"])
+            labels = _labels(row["resource"], row["attributes"])
             found.append(SeriesInfo(row["id"], shape, labels))
     return found
 
@@ -168,7 +177,14 @@ async def aggregate(
         if group not in groups:
             groups[group] = [Cell() for _ in range(buckets)]
         cells = groups[group]
-        windows = merge_partials(per_series.get(s.id, []), s.shape)
+        rows_of_series = per_series.get(s.id, [])
+        if not s.shape.cumulative:
+            for row in rows_of_series:
+                index = (row["window_start"] - start) // step
+                if 0 <= index < buckets:
+                    add_additive_row(cells[index], row, s.shape)
+            continue
+        windows = merge_partials(rows_of_series, s.shape)
         for window_start, cell in window_cells(windows, s.shape, start, lookback):
             index = (window_start - start) // step
             if 0 <= index < buckets:

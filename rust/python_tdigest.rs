@@ -7,6 +7,7 @@ use pyo3::types::PyBytes;
 
 use crate::python::without_gil;
 use crate::tdigest;
+use crate::tdigest_codec::split_concatenated;
 
 /// Values below this many are added with the GIL held: releasing it costs more than adding.
 const ADD_WITHOUT_GIL_MIN: usize = 10_000;
@@ -71,16 +72,20 @@ impl TDigest {
         PyBytes::new(py, &self.inner.to_bytes())
     }
 
-    /// One digest merged from serialized ones (rollup partials), with the GIL released.
+    /// One digest merged from serialized ones (rollup partials; each item may hold several
+    /// written back to back), with the GIL released.
     #[staticmethod]
     #[pyo3(signature = (digests, compression = 100.0))]
     fn merged(py: Python<'_>, digests: Vec<Vec<u8>>, compression: f64) -> PyResult<Self> {
         let mut inner = tdigest::TDigest::new(compression)?;
         let parts = without_gil(py, || {
-            digests
-                .iter()
-                .map(|d| tdigest::TDigest::from_bytes(d))
-                .collect::<Result<Vec<_>, _>>()
+            let mut parts = Vec::new();
+            for item in &digests {
+                for one in split_concatenated(item)? {
+                    parts.push(tdigest::TDigest::from_bytes(one)?);
+                }
+            }
+            Ok::<_, crate::error::CoreError>(parts)
         })?;
         without_gil(py, || inner.merge_all(&parts));
         Ok(TDigest { inner })

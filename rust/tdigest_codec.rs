@@ -19,6 +19,9 @@
 //! input, trailing bytes, a compression out of range, a NaN sum, a non-finite or unsorted
 //! mean, a zero weight, weights that do not add up to count, a mean outside `[min, max]`,
 //! and an empty digest that is not exactly `count = 0, sum = 0, min = +inf, max = -inf, n = 0`.
+//!
+//! The header says how long a digest is, so digests written back to back (PostgreSQL's
+//! `string_agg(digest, '')` of many rollup rows) split apart again: [`split_concatenated`].
 
 use crate::error::CoreError;
 use crate::tdigest::{check_compression, Centroid, TDigest};
@@ -53,6 +56,34 @@ impl TDigest {
     pub fn from_bytes(bytes: &[u8]) -> Result<TDigest, CoreError> {
         decode(bytes).map_err(CoreError::DigestDecode)
     }
+}
+
+/// Splits digests written back to back into one slice each (each still to be checked by
+/// `from_bytes`); an empty input holds none.
+pub fn split_concatenated(mut bytes: &[u8]) -> Result<Vec<&[u8]>, CoreError> {
+    let mut parts = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < HEADER_LEN {
+            return Err(CoreError::DigestDecode(format!(
+                "truncated: {} bytes left after {} digests, a header is {HEADER_LEN}",
+                bytes.len(),
+                parts.len()
+            )));
+        }
+        let n = u32::from_le_bytes(bytes[41..45].try_into().expect("4 bytes")) as usize;
+        let len = HEADER_LEN.saturating_add(n.saturating_mul(CENTROID_LEN));
+        if bytes.len() < len {
+            return Err(CoreError::DigestDecode(format!(
+                "truncated: digest {} declares {n} centroids, {} bytes are left",
+                parts.len(),
+                bytes.len()
+            )));
+        }
+        let (part, rest) = bytes.split_at(len);
+        parts.push(part);
+        bytes = rest;
+    }
+    Ok(parts)
 }
 
 fn decode(bytes: &[u8]) -> Result<TDigest, String> {

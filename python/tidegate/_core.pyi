@@ -186,8 +186,9 @@ class TDigest:
         """The digest in the versioned byte format of ``rust/tdigest_codec.rs``."""
     @staticmethod
     def merged(digests: list[bytes], compression: float = 100.0) -> TDigest:
-        """One digest merged from serialized ones (rollup partials); ``DecodeError`` when one
-        of them is not a valid digest."""
+        """One digest merged from serialized ones (rollup partials; an item may hold several
+        digests back to back, as ``string_agg(digest, '')`` returns them); ``DecodeError``
+        when one of them is not a valid digest."""
     @staticmethod
     def from_bytes(data: bytes) -> TDigest:
         """Read ``to_bytes`` output; ``DecodeError`` when ``data`` is not a valid digest."""

@@ -152,6 +152,23 @@ def _key(row: Row) -> tuple[Any, ...]:
     return (row["window_start"], row["epoch_start"], tuple(bounds) if bounds is not None else None)
 
 
+def add_grouped_row(cell: Cell, row: Row) -> None:
+    """Adds one (group, bucket) sum of additive number rows, as ``engine.NUMBERS_SQL``
+    returns it; ``digests`` holds the rows' digests back to back."""
+    cell.rows += row["rows"]
+    cell.count += row["count"]
+    total = row["sum"]
+    cell.sum = None if cell.sum is None or total is None else cell.sum + total
+    if row["min"] is not None and row["min"] < cell.min:
+        cell.min = row["min"]
+    if row["max"] is not None and row["max"] > cell.max:
+        cell.max = row["max"]
+    if row["increase"] is not None:
+        cell.increase = (cell.increase or 0.0) + row["increase"]
+    if row["digests"]:
+        cell.digests.append(row["digests"])
+
+
 def add_additive_row(cell: Cell, row: Row, shape: SeriesShape) -> None:
     """Adds one partial row of a non-cumulative series straight into a cell: additive rows
     need no per-window merge first, so the common case builds no intermediate objects."""

@@ -236,3 +236,22 @@ fn decoding_refuses_every_invalid_input() {
         assert!(message.contains(expected), "{message:?} lacks {expected:?}");
     }
 }
+
+#[test]
+fn concatenated_digests_split_back_into_each() {
+    use crate::tdigest_codec::split_concatenated;
+    let parts = [
+        digest_of(&[1.0, 2.0]),
+        TDigest::default(),
+        digest_of(&[5.0; 70]),
+    ]
+    .map(|d| d.to_bytes());
+    let joined = parts.concat();
+    let split = split_concatenated(&joined).unwrap();
+    assert_eq!(split, parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    assert!(split_concatenated(&[]).unwrap().is_empty());
+    for cut in [1, 44, joined.len() - 1] {
+        let err = split_concatenated(&joined[..cut]).unwrap_err();
+        assert!(matches!(err, CoreError::DigestDecode(m) if m.starts_with("truncated")));
+    }
+}

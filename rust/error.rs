@@ -19,6 +19,13 @@ pub enum CoreError {
     /// of range).
     #[error("{0}")]
     DigestArgument(String),
+    /// The request bytes are not a decodable `ExportTraceServiceRequest`; nothing of it was
+    /// accepted (INVALID_ARGUMENT upstream).
+    #[error("cannot decode ExportTraceServiceRequest: {}", Shortened(.0))]
+    TraceDecode(prost::DecodeError),
+    /// A stored trace frame does not decompress or decode; the caller names the block.
+    #[error("corrupt trace frame: {0}")]
+    FrameDecode(String),
 }
 
 /// prost's message (on the rare inputs it decodes) lists every enclosing field: a 100-deep

@@ -20,6 +20,7 @@ mod otlp_points;
 pub mod otlp_view;
 pub mod python;
 mod python_tdigest;
+mod python_traces;
 pub mod reject;
 pub mod rollup_rows;
 pub mod rows;
@@ -28,6 +29,9 @@ pub mod staged;
 pub mod tdigest;
 pub mod tdigest_codec;
 mod tdigest_query;
+pub mod trace_blocks;
+pub mod trace_ingest;
+pub mod trace_read;
 pub mod validate;
 pub mod window_agg;
 pub mod windows;
@@ -53,6 +57,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<python::MetricsCore>()?;
     m.add_class::<python::RollupSettings>()?;
     m.add_function(wrap_pyfunction!(python::histogram_quantile, m)?)?;
+    m.add_class::<python_traces::TraceSettings>()?;
+    m.add_class::<python_traces::TraceCore>()?;
+    m.add_class::<python_traces::TraceBlock>()?;
+    m.add_class::<python_traces::TraceExportSummary>()?;
+    m.add_function(wrap_pyfunction!(python_traces::read_trace_json, m)?)?;
+    m.add_function(wrap_pyfunction!(python_traces::read_trace_protobuf, m)?)?;
     m.add_class::<python::TDigest>()?;
     // pyo3's `add` also builds `__all__`; a private module has no star-import surface, and
     // without it the module matches `_core.pyi` exactly (checked by stubtest).

@@ -64,6 +64,12 @@ impl From<CoreError> for PyErr {
                 Err(e) => e,
             }),
             CoreError::DigestArgument(_) => PyValueError::new_err(message),
+            CoreError::TraceDecode(_) | CoreError::FrameDecode(_) => {
+                Python::attach(|py| match decode_error_type(py) {
+                    Ok(ty) => PyErr::from_type(ty.clone(), message),
+                    Err(e) => e,
+                })
+            }
         }
     }
 }

@@ -207,3 +207,73 @@ class TDigest:
     @property
     def centroid_count(self) -> int:
         """Centroids after merging the unmerged buffer (what ``to_bytes`` would write)."""
+
+@final
+class TraceSettings:
+    """When trace blocks are cut and how their frames are compressed."""
+
+    def __new__(
+        cls,
+        *,
+        block_max_bytes: int = 8_388_608,
+        block_max_age_seconds: float = 5.0,
+        zstd_level: int = 3,
+    ) -> Self:
+        """``ValueError`` unless sizes and ages are positive and the level is 1..19."""
+
+@final
+class TraceExportSummary:
+    """What one trace Export request did."""
+
+    @property
+    def accepted_spans(self) -> int: ...
+    @property
+    def rejected_spans(self) -> int: ...
+    @property
+    def error_message(self) -> str: ...
+    @property
+    def response(self) -> bytes:
+        """The serialized ``ExportTraceServiceResponse`` to send back."""
+
+@final
+class TraceBlock:
+    """A cut block: the object to store under ``key``, then the ``trace_index`` rows."""
+
+    @property
+    def key(self) -> str:
+        """``blocks/YYYY/MM/DD/HH/<xxh3-128 of data>.tgb``: retried uploads rewrite one object."""
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def index_copy(self) -> bytes:
+        """A binary COPY stream for ``trace_index``."""
+    @property
+    def traces(self) -> int: ...
+    @property
+    def spans(self) -> int: ...
+    @property
+    def days(self) -> list[int]:
+        """UTC days (since 1970-01-01) of the index rows, sorted."""
+
+@final
+class TraceCore:
+    """Decodes OTLP trace requests and cuts their spans into blocks of zstd frames, one
+    frame per trace. Thread-safe: ``ingest`` releases the GIL."""
+
+    def __new__(cls, settings: TraceSettings) -> Self: ...
+    def ingest(self, request: bytes, now_ns: int) -> TraceExportSummary:
+        """Decode ``ExportTraceServiceRequest`` bytes and queue every valid span.
+
+        Raises ``DecodeError`` when the bytes are not a decodable request."""
+    def block_due(self, now_ns: int) -> bool: ...
+    def take_block(self, now_ns: int, *, force: bool = False) -> TraceBlock | None:
+        """Cut a block of everything waiting when one is due (always with ``force``)."""
+    @property
+    def pending_spans(self) -> int: ...
+
+def read_trace_json(frames: list[bytes], *, tempo: bool = False) -> str:
+    """Stored frames of one trace → OTLP JSON (``{"batches": ...}`` with ``tempo``), each
+    span once; ``DecodeError`` when a frame does not decompress or decode."""
+
+def read_trace_protobuf(frames: list[bytes]) -> bytes:
+    """Stored frames of one trace → an encoded ``TracesData``, each span once."""

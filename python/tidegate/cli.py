@@ -7,12 +7,14 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from tidegate import __version__, query_cli
+from tidegate import __version__, query_cli, trace_cli
 from tidegate.config import Config, load
 from tidegate.daemon import Daemon
 from tidegate.errors import ConfigError, QueryError, StorageError
+from tidegate.object_store import ObjectStoreError
+from tidegate.traces import CorruptBlockError, TraceNotFoundError
 
 log = logging.getLogger("tidegate")
 
@@ -28,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "query":
         return _query(args)
+    if args.command == "trace":
+        return _read(args, trace_cli.run_trace)
+    if args.command == "traces":
+        return _read(args, trace_cli.run_search)
     parser.print_help()
     return EXIT_USAGE
 
@@ -44,20 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-listen", help="metrics/health host:port (default 127.0.0.1:9464)")
     serve.add_argument("--log-level", help="debug, info, warning or error")
     query_cli.add_parser(commands)
+    trace_cli.add_parsers(commands)
     return parser
 
 
-def _query(args: argparse.Namespace) -> int:
+def _read(args: argparse.Namespace, run: Callable[[argparse.Namespace, Config], str]) -> int:
+    """Runs a reading command: usage errors exit 2, missing data and storage failures 1."""
     try:
         config = load(args.config, overrides={"storage.dsn": args.dsn, "data_dir": args.data_dir})
-        sys.stdout.write(query_cli.run(args, config))
+        sys.stdout.write(run(args, config))
     except (ConfigError, QueryError) as exc:
         print(f"tidegate: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StorageError as exc:
+    except (StorageError, TraceNotFoundError, CorruptBlockError, ObjectStoreError) as exc:
         print(f"tidegate: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _query(args: argparse.Namespace) -> int:
+    return _read(args, query_cli.run)
 
 
 def _serve(args: argparse.Namespace) -> int:

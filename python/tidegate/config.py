@@ -96,6 +96,42 @@ class RollupsConfig:
 
 
 @dataclass
+class TracesConfig:
+    """Where and how spans are stored as blocks (docs/architecture.md, "Traces")."""
+
+    # `file:///path` or `s3://bucket/prefix`; empty means `<data_dir>/traces` on local disk.
+    store: str = ""
+    # A block is cut when the spans waiting for it reach this many bytes (before compression,
+    # so stored blocks are smaller) or when the oldest has waited `block_max_age_seconds`.
+    block_max_bytes: int = 8 * MIB
+    block_max_age_seconds: float = 5.0
+    # Above this many spans accepted and not yet indexed, Export answers UNAVAILABLE.
+    max_buffered_spans: int = 2_000_000
+    # zstd level per frame: 3 is zstd's default, a good ratio at a few hundred MB/s.
+    zstd_level: int = 3
+
+
+@dataclass
+class S3Config:
+    """Credentials and endpoint of an `s3://` trace store; empty values use the default AWS
+    chain (environment, profile, instance role)."""
+
+    endpoint_url: str = ""  # MinIO, moto or any S3-compatible store
+    region: str = ""
+    access_key_id: str = ""
+    secret_access_key: str = ""
+
+
+@dataclass
+class RetentionConfig:
+    """How long data is kept; whole days (partitions, block prefixes) are dropped."""
+
+    metrics_days: int = 30
+    traces_days: int = 7
+    interval_seconds: float = 3600.0
+
+
+@dataclass
 class Config:
     """The whole static configuration of one daemon."""
 
@@ -107,6 +143,15 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     rollups: RollupsConfig = field(default_factory=RollupsConfig)
+    traces: TracesConfig = field(default_factory=TracesConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+
+    def trace_store_url(self) -> str:
+        """The configured trace store, or the embedded default under the data directory."""
+        if self.traces.store:
+            return self.traces.store
+        return (Path(self.data_dir).resolve() / "traces").as_uri()
 
     def validate(self) -> None:
         """Check the invariants no single field can express; raise ConfigError naming the key."""
@@ -130,6 +175,12 @@ class Config:
             "shutdown_timeout_seconds",
             "rollups.window_seconds",
             "rollups.compression",
+            "traces.block_max_bytes",
+            "traces.block_max_age_seconds",
+            "traces.max_buffered_spans",
+            "retention.metrics_days",
+            "retention.traces_days",
+            "retention.interval_seconds",
         ]
         for key in positive:
             if not math.isfinite(lookup(self, key)) or lookup(self, key) <= 0:
@@ -148,6 +199,13 @@ class Config:
             raise ConfigError("rollups.lateness_seconds must not be negative")
         if not 10 <= self.rollups.compression <= 10_000:
             raise ConfigError("rollups.compression must be between 10 and 10000")
+        if not 1 <= self.traces.zstd_level <= 19:
+            raise ConfigError("traces.zstd_level must be between 1 and 19")
+        if self.traces.store and not self.traces.store.startswith(("file:///", "s3://")):
+            raise ConfigError(
+                "traces.store must be file:///path or s3://bucket/prefix, "
+                f"got {self.traces.store!r}"
+            )
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(
                 f"log_level must be debug, info, warning or error, got {self.log_level!r}"

@@ -1,9 +1,10 @@
 """The Daemon owns startup and shutdown of every part, in order.
 
-Startup: database (embedded or DSN, migrated), the metrics writer, the HTTP endpoint, then the
-gRPC listener last, so nothing is accepted before it can be stored. A failure part-way tears
-down what already started. Shutdown runs the other way: stop accepting, let in-flight requests
-finish, drain every accepted point into PostgreSQL, then close the database.
+Startup: database (embedded or DSN, migrated), the trace store, the HTTP endpoint, the
+metrics and trace writers, retention, then the gRPC listener last, so nothing is accepted
+before it can be stored. A failure part-way tears down what already started. Shutdown runs the
+other way: stop accepting, let in-flight requests finish, drain every accepted point and span,
+then close the store and the database.
 """
 
 from __future__ import annotations
@@ -11,16 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
+import asyncpg
 import grpc
 
-from tidegate._core import CoreLimits, MetricsCore, RollupSettings
+from tidegate._core import CoreLimits, MetricsCore, RollupSettings, TraceCore, TraceSettings
 from tidegate.config import Config, parse_listen
 from tidegate.database import Database, open_database
-from tidegate.http_server import HttpServer
+from tidegate.http_server import HttpServer, TraceApi
 from tidegate.metrics_writer import MetricsWriter
-from tidegate.receiver import MetricsReceiver
+from tidegate.object_store import ObjectStore
+from tidegate.receiver import METRICS_SERVICE, TRACE_SERVICE, Receiver, Signal
+from tidegate.retention import Retention
 from tidegate.telemetry import Telemetry
+from tidegate.trace_writer import TraceWriter
+from tidegate.traces import open_trace_store
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +58,22 @@ class Daemon:
                 compression=config.rollups.compression,
             ),
         )
+        traces = config.traces
+        self.trace_core = TraceCore(
+            TraceSettings(
+                block_max_bytes=traces.block_max_bytes,
+                block_max_age_seconds=traces.block_max_age_seconds,
+                zstd_level=traces.zstd_level,
+            )
+        )
         self.database: Database | None = None
+        self.store: ObjectStore | None = None
         self.writer: MetricsWriter | None = None
+        self.trace_writer: TraceWriter | None = None
         self.grpc_port = 0
         self.http_port = 0
         self._grpc: grpc.aio.Server | None = None
-        self._receiver: MetricsReceiver | None = None
+        self._receiver: Receiver | None = None
         self._http: HttpServer | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._ready = False
@@ -85,25 +103,51 @@ class Daemon:
 
     async def _start_parts(self) -> None:
         stack = self._teardown
-        self.database = await open_database(self.config)
+        config = self.config
+        self.database = await open_database(config)
         stack.push_async_callback(self.database.close)
+        self.store = store = await open_trace_store(config)
+        stack.push_async_callback(store.close)
+        # Readers (the HTTP trace API) get connections of their own.
+        readers = await asyncpg.create_pool(self.database.dsn, min_size=0, max_size=4)
+        stack.push_async_callback(readers.close)
 
-        # Before the writer, so that it stops after the drain: the drain's outcome stays
+        # Before the writers, so that it stops after the drain: the drain's outcome stays
         # scrapeable until the very end.
-        self._http = HttpServer(self.config.http.listen, self.telemetry, lambda: self._ready)
+        self._http = HttpServer(
+            config.http.listen, self.telemetry, lambda: self._ready, TraceApi(readers, store)
+        )
         await self._http.start()
         self.http_port = self._http.port
         stack.push_async_callback(self._http.stop)
 
-        writer = MetricsWriter(self.config, self.database.dsn, self.core, self.telemetry)
+        writer = MetricsWriter(config, self.database.dsn, self.core, self.telemetry)
         self.writer = writer
         stack.push_async_callback(writer.close)
         self._writer_task = asyncio.create_task(writer.run(), name="tidegate-metrics-writer")
         stack.push_async_callback(self._stop_writer)
 
-        self._receiver = MetricsReceiver(
-            self.config, self.core, self.telemetry, lambda: writer.unwritten_points, writer.poke
+        trace_writer = TraceWriter(
+            config, self.database.dsn, self.trace_core, store, self.telemetry
         )
+        self.trace_writer = trace_writer
+        stack.push_async_callback(trace_writer.close)
+        self._start_task(trace_writer.run(), "tidegate-trace-writer", trace_writer.stop)
+
+        retention = Retention(config, self.database.dsn, store, self.telemetry)
+        self._start_task(retention.run(), "tidegate-retention", retention.stop)
+
+        signals = [
+            Signal("metrics", METRICS_SERVICE, self.core.ingest, writer.queue_full, writer.account),
+            Signal(
+                "traces",
+                TRACE_SERVICE,
+                self.trace_core.ingest,
+                trace_writer.queue_full,
+                trace_writer.account,
+            ),
+        ]
+        self._receiver = Receiver(config, self.telemetry, signals)
         stack.push_async_callback(self._receiver.close)
         self._grpc = self._make_grpc_server(self._receiver)
         host, port = parse_listen("grpc.listen", self.config.grpc.listen)
@@ -112,7 +156,16 @@ class Daemon:
         await self._grpc.start()
         stack.push_async_callback(self._stop_grpc)
 
-    def _make_grpc_server(self, receiver: MetricsReceiver) -> grpc.aio.Server:
+    def _start_task(self, coro: Any, name: str, stop: Callable[[], None]) -> None:
+        task = asyncio.create_task(coro, name=name)
+
+        async def stop_and_wait() -> None:
+            stop()
+            await task
+
+        self._teardown.push_async_callback(stop_and_wait)
+
+    def _make_grpc_server(self, receiver: Receiver) -> grpc.aio.Server:
         limit = self.config.grpc.max_message_bytes
         server = grpc.aio.server(
             options=[
@@ -122,7 +175,7 @@ class Daemon:
             # The receiver answers over-limit calls with RetryInfo; this is the hard stop.
             maximum_concurrent_rpcs=4 * self.config.grpc.max_concurrent_rpcs,
         )
-        server.add_generic_rpc_handlers((receiver.handler(),))
+        server.add_generic_rpc_handlers(tuple(receiver.handlers()))
         return server
 
     async def _stop_grpc(self) -> None:

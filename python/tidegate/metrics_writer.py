@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import io
 import logging
 import time
 
 import asyncpg
 
-from tidegate._core import MetricsBatch, MetricsCore
+from tidegate._core import ExportSummary, MetricsBatch, MetricsCore
 from tidegate.config import Config
+from tidegate.partitions import ensure_days
 from tidegate.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-EPOCH = dt.date(1970, 1, 1)
 # COPY target of each payload, in the order they are written (series first: readers join on it).
 POINT_TABLES = (
     ("point_chunks_copy", "point_chunks"),
@@ -66,6 +65,26 @@ class MetricsWriter:
     def unwritten_points(self) -> int:
         """Accepted points not yet committed: the core's buffer plus the batch in flight."""
         return self._core.buffered_points + self._in_flight_points
+
+    def account(self, summary: ExportSummary) -> None:
+        """Counts what an Export request accepted and rejected, and flushes early when
+        enough points are buffered."""
+        tm = self._telemetry
+        if summary.accepted_points:
+            tm.points_accepted.inc(summary.accepted_points)
+            self.poke()
+        for reason, count in summary.rejected_by_reason.items():
+            tm.points_rejected.labels(reason).inc(count)
+        if summary.rejected_points:
+            log.info("partially rejected metrics request: %s", summary.error_message)
+
+    def queue_full(self) -> str | None:
+        """Why no more points can be accepted now, or None."""
+        limit = self._config.ingest.max_buffered_points
+        unwritten = self.unwritten_points
+        if unwritten >= limit:
+            return f"write queue full ({unwritten} points not yet stored, limit {limit})"
+        return None
 
     def poke(self) -> None:
         """Called after each accepted request: flush early once enough points are buffered."""
@@ -219,13 +238,7 @@ class MetricsWriter:
 
     async def _write(self, batch: MetricsBatch) -> None:
         conn = await self._connection()
-        # Tomorrow's partitions too: creating one locks its parent table, better done early
-        # than by the first point of a new day.
-        tomorrow = int(time.time() // 86400) + 1
-        for day in sorted({*batch.days, tomorrow}):
-            if day not in self._known_days:
-                await conn.execute("SELECT tidegate_ensure_day($1)", EPOCH + dt.timedelta(day))
-                self._known_days.add(day)
+        await ensure_days(conn, batch.days, self._known_days)
         async with conn.transaction():
             if batch.series_copy:
                 await self._write_series(conn, batch)

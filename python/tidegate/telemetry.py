@@ -102,6 +102,55 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
+        self.spans_accepted = Counter(
+            "tidegate_spans_accepted", "Spans accepted from Export requests.", registry=r
+        )
+        self.spans_rejected = Counter(
+            "tidegate_spans_rejected",
+            "Spans refused (bad ids or times), answered in partial_success.",
+            registry=r,
+        )
+        self.spans_stored = Counter(
+            "tidegate_spans_stored", "Spans in blocks stored and indexed.", registry=r
+        )
+        self.spans_dropped = Counter(
+            "tidegate_spans_dropped",
+            "Accepted spans that could not be stored, by reason (each is also logged).",
+            ["reason"],
+            registry=r,
+        )
+        self.pending_spans = Gauge(
+            "tidegate_pending_spans",
+            "Accepted spans not yet stored and indexed (the trace write queue's depth).",
+            registry=r,
+        )
+        self.trace_blocks = Counter(
+            "tidegate_trace_blocks",
+            "Trace blocks written, by outcome (ok, retried, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.trace_block_bytes = Counter(
+            "tidegate_trace_block_bytes", "Bytes of trace blocks stored.", registry=r
+        )
+        self.trace_block_duration = Histogram(
+            "tidegate_trace_block_write_duration_seconds",
+            "Duration of one block's upload and index commit.",
+            buckets=COPY_BUCKETS,
+            registry=r,
+        )
+        self.retention_runs = Counter(
+            "tidegate_retention_runs",
+            "Retention passes, by outcome (ok, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.retention_dropped = Counter(
+            "tidegate_retention_dropped",
+            "What retention removed: day partitions and trace blocks, by kind.",
+            ["kind"],
+            registry=r,
+        )
         self.series_collisions = Counter(
             "tidegate_series_collisions",
             "Series whose 64-bit id collided with a different series; never merged.",

@@ -51,4 +51,5 @@ def test_ensure_day_creates_one_partition_per_partitioned_table(database_dsn: st
         "point_chunks_20261127",
         "rollups_20261127",
         "summary_points_20261127",
+        "trace_index_20261127",
     ]

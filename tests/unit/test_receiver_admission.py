@@ -12,33 +12,36 @@ import pytest
 from tidegate._core import CoreLimits, MetricsCore, RollupSettings
 from tidegate.config import Config
 from tidegate.errors import BackpressureError
-from tidegate.receiver import MetricsReceiver
+from tidegate.metrics_writer import MetricsWriter
+from tidegate.receiver import METRICS_SERVICE, Receiver, Signal
 from tidegate.telemetry import Telemetry
 
 MIB = 1024 * 1024
 
 
-class Queue:
-    """Stands in for the writer's count of unwritten points."""
+class Queue(MetricsWriter):
+    """The metrics writer's admission rule, with the count of unwritten points set by the
+    test."""
 
     unwritten = 0
 
+    @property
+    def unwritten_points(self) -> int:
+        return Queue.unwritten
+
 
 @pytest.fixture
-def receiver() -> Iterator[MetricsReceiver]:
+def signal_and_receiver() -> Iterator[tuple[Signal, Receiver]]:
     config = Config()
     config.grpc.max_concurrent_rpcs = 2
     config.ingest.max_buffered_points = 1000
     config.ingest.max_in_flight_bytes = 10 * MIB
     Queue.unwritten = 0
-    made = MetricsReceiver(
-        config,
-        MetricsCore(CoreLimits(), RollupSettings()),
-        Telemetry(),
-        lambda: Queue.unwritten,
-        lambda: None,
-    )
-    yield made
+    core = MetricsCore(CoreLimits(), RollupSettings())
+    queue = Queue(config, "", core, Telemetry())
+    signal = Signal("metrics", METRICS_SERVICE, core.ingest, queue.queue_full, queue.account)
+    made = Receiver(config, Telemetry(), [signal])
+    yield signal, made
     asyncio.run(made.close())
 
 
@@ -54,19 +57,20 @@ def receiver() -> Iterator[MetricsReceiver]:
     ],
 )
 def test_admission(
-    receiver: MetricsReceiver,
+    signal_and_receiver: tuple[Signal, Receiver],
     unwritten: int,
     calls: int,
     held_bytes: int,
     request_bytes: int,
     message: str | None,
 ) -> None:
+    signal, receiver = signal_and_receiver
     Queue.unwritten = unwritten
     receiver._in_flight_calls = calls
     receiver._in_flight_bytes = held_bytes
     if message is None:
-        receiver.admit(request_bytes)
+        receiver.admit(request_bytes, signal)
         return
     with pytest.raises(BackpressureError, match=re.escape(message)) as refused:
-        receiver.admit(request_bytes)
+        receiver.admit(request_bytes, signal)
     assert refused.value.retry_after_seconds == 1.0

@@ -1,0 +1,178 @@
+"""Cuts trace blocks from the Rust core, stores them, then commits their index rows.
+
+Order matters: the block is stored first (under a key derived from its bytes, so a retry
+rewrites the same object), then its `trace_index` rows are committed; a reader never finds an
+index row whose block is missing. One task, one PostgreSQL connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+
+import asyncpg
+
+from tidegate._core import TraceBlock, TraceCore, TraceExportSummary
+from tidegate.config import Config
+from tidegate.object_store import ObjectStore, ObjectStoreError
+from tidegate.partitions import ensure_days
+from tidegate.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+# How often the writer asks the core whether a block is due (size or age).
+POLL_SECONDS = 0.25
+MAX_BACKOFF_SECONDS = 10.0
+# PostgreSQL refused the rows themselves (data exception, integrity, program limit).
+DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
+TRANSIENT_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, ObjectStoreError)
+COMMAND_TIMEOUT_SECONDS = 120.0
+
+
+class TraceWriter:
+    """Writes a block whenever one is due, and every waiting span at shutdown."""
+
+    def __init__(
+        self,
+        config: Config,
+        dsn: str,
+        core: TraceCore,
+        store: ObjectStore,
+        telemetry: Telemetry,
+    ) -> None:
+        self._config = config
+        self._dsn = dsn
+        self._core = core
+        self._store = store
+        self._telemetry = telemetry
+        self._conn: asyncpg.Connection | None = None
+        self._known_days: set[int] = set()
+        self._in_flight_spans = 0
+        self._stopping = asyncio.Event()
+        self._stop_deadline: float | None = None
+
+    @property
+    def unwritten_spans(self) -> int:
+        """Accepted spans not yet indexed: the core's queue plus the block in flight."""
+        return self._core.pending_spans + self._in_flight_spans
+
+    def account(self, summary: TraceExportSummary) -> None:
+        """Counts what an Export request accepted and rejected."""
+        if summary.accepted_spans:
+            self._telemetry.spans_accepted.inc(summary.accepted_spans)
+        if summary.rejected_spans:
+            self._telemetry.spans_rejected.inc(summary.rejected_spans)
+            log.info("partially rejected trace request: %s", summary.error_message)
+
+    def queue_full(self) -> str | None:
+        """Why no more spans can be accepted now, or None."""
+        limit = self._config.traces.max_buffered_spans
+        if self.unwritten_spans >= limit:
+            return f"trace queue full ({self.unwritten_spans} spans not yet stored, limit {limit})"
+        return None
+
+    async def run(self) -> None:
+        """Write due blocks until ``stop``, then everything still waiting."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=POLL_SECONDS)
+            await self.flush_once(force=False)
+            self._telemetry.pending_spans.set(self.unwritten_spans)
+        while await self.flush_once(force=True):
+            pass
+        self._telemetry.pending_spans.set(self.unwritten_spans)
+
+    def stop(self) -> None:
+        self._stop_deadline = time.monotonic() + self._config.shutdown_timeout_seconds
+        self._stopping.set()
+
+    async def flush_once(self, *, force: bool) -> bool:
+        """Cut and write one block if one is due (or anything waits, with ``force``)."""
+        self._in_flight_spans = self._core.pending_spans
+        block = await asyncio.to_thread(self._core.take_block, time.time_ns(), force=force)
+        if block is None:
+            self._in_flight_spans = 0
+            return False
+        self._in_flight_spans = block.spans
+        try:
+            await self._write_with_retry(block)
+        finally:
+            self._in_flight_spans = 0
+        return True
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _write_with_retry(self, block: TraceBlock) -> None:
+        tm = self._telemetry
+        backoff = 0.1
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._write(block)
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate is not None and exc.sqlstate[:2] in DATA_ERROR_CLASSES:
+                    self._drop(block, "storage_rejected", exc)
+                    return
+                retry = await self._before_retry(exc, backoff)
+            except TRANSIENT_ERRORS as exc:
+                retry = await self._before_retry(exc, backoff)
+            except Exception as exc:  # a bug must not kill the writer and strand the queue
+                log.exception("unexpected error while writing a trace block")
+                await self._reset_connection()
+                self._drop(block, "internal_error", exc)
+                return
+            else:
+                tm.trace_blocks.labels("ok").inc()
+                tm.trace_block_bytes.inc(len(block.data))
+                tm.trace_block_duration.observe(time.perf_counter() - started)
+                tm.spans_stored.inc(block.spans)
+                return
+            if retry is None:
+                self._drop(block, "storage_unavailable_at_shutdown", None)
+                return
+            await asyncio.sleep(retry)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _before_retry(self, exc: BaseException, backoff: float) -> float | None:
+        self._telemetry.trace_blocks.labels("retried").inc()
+        await self._reset_connection()
+        if self._stop_deadline is not None:
+            remaining = self._stop_deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            backoff = min(backoff, remaining)
+        log.warning("trace block write failed (%s); retrying in %.1f s", exc, backoff)
+        return backoff
+
+    def _drop(self, block: TraceBlock, reason: str, exc: BaseException | None) -> None:
+        self._telemetry.trace_blocks.labels("failed").inc()
+        self._telemetry.spans_dropped.labels(reason).inc(block.spans)
+        log.error(
+            "dropped trace block %s of %d spans (%s): %s", block.key, block.spans, reason, exc
+        )
+
+    async def _reset_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+
+    async def _write(self, block: TraceBlock) -> None:
+        await self._store.put(block.key, block.data)
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(
+                self._dsn,
+                timeout=self._config.storage.connect_timeout_seconds,
+                command_timeout=COMMAND_TIMEOUT_SECONDS,
+            )
+        conn = self._conn
+        await ensure_days(conn, block.days, self._known_days)
+        async with conn.transaction():
+            await conn.copy_to_table(
+                "trace_index", source=io.BytesIO(block.index_copy), format="binary"
+            )

@@ -1,0 +1,188 @@
+"""Reading traces: by id (one index query, one ranged GET per block holding part of the
+trace) and search over the index. SQL texts are constants; every filter is a bound
+parameter (a NULL parameter disables its filter)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from tidegate._core import DecodeError, read_trace_json, read_trace_protobuf
+from tidegate.config import Config
+from tidegate.errors import QueryError, TidegateError
+from tidegate.object_store import BlockNotFound, ObjectStore, open_store
+
+TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
+STATUSES = {"unset": 0, "ok": 1, "error": 2}
+STATUS_NAMES = {v: k for k, v in STATUSES.items()}
+MAX_LIMIT = 10_000
+
+FRAMES_SQL = """
+SELECT block_key, frame_offset, frame_length
+FROM trace_index WHERE trace_id = $1
+ORDER BY start_time, block_key, frame_offset
+"""
+SEARCH_SQL = """
+SELECT trace_id, min(start_time) AS start, max(end_time) AS end_time,
+       sum(span_count)::bigint AS span_count, max(status) AS status,
+       (array_agg(service ORDER BY root_name IS NULL, start_time))[1] AS service,
+       (array_agg(root_name ORDER BY root_name IS NULL, start_time))[1] AS root_name
+FROM trace_index
+WHERE start_time >= $1 AND start_time < $2
+  AND ($3::text IS NULL OR service = $3)
+  AND ($4::text IS NULL OR attributes @> ARRAY[$4::text])
+GROUP BY trace_id
+HAVING ($5::text IS NULL OR bool_or(root_name = $5))
+   AND ($6::bigint IS NULL OR extract(epoch FROM max(end_time) - min(start_time)) * 1e9 >= $6)
+   AND ($7::bigint IS NULL OR extract(epoch FROM max(end_time) - min(start_time)) * 1e9 <= $7)
+   AND ($8::int IS NULL OR max(status) = $8)
+ORDER BY min(start_time) DESC
+LIMIT $9
+"""
+
+
+async def open_trace_store(config: Config) -> ObjectStore:
+    """The trace store the configuration names (the local default when it names none)."""
+    s3 = config.s3
+    return await open_store(
+        config.trace_store_url(),
+        endpoint_url=s3.endpoint_url or None,
+        region=s3.region or None,
+        access_key_id=s3.access_key_id or None,
+        secret_access_key=s3.secret_access_key or None,
+    )
+
+
+class TraceNotFoundError(TidegateError, LookupError):
+    """No span of this trace is in the index."""
+
+
+class CorruptBlockError(TidegateError):
+    """A block the index points to is missing or does not decode; the message names it."""
+
+
+def parse_trace_id(text: str) -> bytes:
+    """A trace id as 1-32 hex digits (shorter ids are left-padded with zeros, as Tempo does)."""
+    if not TRACE_ID.fullmatch(text):
+        raise QueryError(f"trace id must be 1 to 32 hex digits, got {text!r}")
+    return bytes.fromhex(text.rjust(32, "0"))
+
+
+async def _frames(conn: asyncpg.Connection, store: ObjectStore, trace_id: bytes) -> list[bytes]:
+    rows = await conn.fetch(FRAMES_SQL, trace_id)
+    if not rows:
+        raise TraceNotFoundError(f"trace {trace_id.hex()} not found")
+
+    async def fetch(row: asyncpg.Record) -> bytes:
+        key = row["block_key"]
+        try:
+            data: bytes = await store.get_range(key, row["frame_offset"], row["frame_length"])
+        except BlockNotFound as exc:
+            raise CorruptBlockError(
+                f"block {key} of trace {trace_id.hex()} is missing: {exc}"
+            ) from exc
+        return data
+
+    return list(await asyncio.gather(*(fetch(r) for r in rows)))
+
+
+async def get_trace(
+    conn: asyncpg.Connection, store: ObjectStore, trace_id: str, *, tempo: bool = False
+) -> dict[str, Any]:
+    """The trace as an OTLP JSON document (``{"resourceSpans": ...}``, or Tempo's
+    ``{"batches": ...}``), each span once."""
+    return json.loads(await get_trace_json(conn, store, trace_id, tempo=tempo))  # type: ignore[no-any-return]
+
+
+async def get_trace_json(
+    conn: asyncpg.Connection, store: ObjectStore, trace_id: str, *, tempo: bool = False
+) -> str:
+    """``get_trace`` as JSON text."""
+    tid = parse_trace_id(trace_id)
+    frames = await _frames(conn, store, tid)
+    try:
+        return await asyncio.to_thread(read_trace_json, frames, tempo=tempo)
+    except DecodeError as exc:
+        raise CorruptBlockError(f"trace {tid.hex()}: a block frame does not decode: {exc}") from exc
+
+
+async def get_trace_protobuf(conn: asyncpg.Connection, store: ObjectStore, trace_id: str) -> bytes:
+    """The trace as an encoded OTLP ``TracesData`` (Tempo's protobuf answer)."""
+    tid = parse_trace_id(trace_id)
+    frames = await _frames(conn, store, tid)
+    try:
+        return await asyncio.to_thread(read_trace_protobuf, frames)
+    except DecodeError as exc:
+        raise CorruptBlockError(f"trace {tid.hex()}: a block frame does not decode: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TraceMatch:
+    """One search result."""
+
+    trace_id: str
+    start: dt.datetime
+    duration_ns: int
+    span_count: int
+    status: str
+    service: str
+    root_name: str | None
+
+
+async def search(
+    conn: asyncpg.Connection,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    service: str | None = None,
+    name: str | None = None,
+    min_duration: dt.timedelta | None = None,
+    max_duration: dt.timedelta | None = None,
+    status: str | None = None,
+    attribute: str | None = None,
+    limit: int = 20,
+) -> list[TraceMatch]:
+    """Traces that started in ``[start, end)``, newest first. ``name`` is the root span's
+    name; ``attribute`` is ``key=value`` of a span attribute; ``status`` is ok, error or unset."""
+    if start >= end:
+        raise QueryError("search start must be before end")
+    if status is not None and status not in STATUSES:
+        raise QueryError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    if attribute is not None and "=" not in attribute:
+        raise QueryError(f"attribute must be key=value, got {attribute!r}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise QueryError(f"limit must be between 1 and {MAX_LIMIT}")
+
+    def ns(d: dt.timedelta | None) -> int | None:
+        return None if d is None else d // dt.timedelta(microseconds=1) * 1000
+
+    rows = await conn.fetch(
+        SEARCH_SQL,
+        start,
+        end,
+        service,
+        attribute,
+        name,
+        ns(min_duration),
+        ns(max_duration),
+        None if status is None else STATUSES[status],
+        limit,
+    )
+    return [
+        TraceMatch(
+            trace_id=r["trace_id"].hex(),
+            start=r["start"],
+            duration_ns=(r["end_time"] - r["start"]) // dt.timedelta(microseconds=1) * 1000,
+            span_count=r["span_count"],
+            status=STATUS_NAMES.get(r["status"], "unset"),
+            service=r["service"],
+            root_name=r["root_name"],
+        )
+        for r in rows
+    ]

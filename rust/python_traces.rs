@@ -1,0 +1,152 @@
+//! Python wrappers of the trace core (`trace_ingest.rs`, `trace_blocks.rs`, `trace_read.rs`).
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+
+use crate::error::CoreError;
+use crate::python::without_gil;
+use crate::trace_blocks::{self, TraceSettings as Settings};
+use crate::trace_read;
+
+/// When blocks are cut and how frames are compressed.
+#[pyclass(frozen, module = "tidegate._core")]
+pub struct TraceSettings {
+    inner: Settings,
+}
+
+#[pymethods]
+impl TraceSettings {
+    #[new]
+    #[pyo3(signature = (*, block_max_bytes = 8_388_608, block_max_age_seconds = 5.0, zstd_level = 3))]
+    fn new(block_max_bytes: usize, block_max_age_seconds: f64, zstd_level: i32) -> PyResult<Self> {
+        if block_max_bytes == 0
+            || block_max_age_seconds.is_nan()
+            || block_max_age_seconds <= 0.0
+            || !(1..=19).contains(&zstd_level)
+        {
+            return Err(PyValueError::new_err(
+                "block_max_bytes and block_max_age_seconds must be > 0, zstd_level 1..19",
+            ));
+        }
+        let inner = Settings {
+            block_max_bytes,
+            block_max_age_ns: (block_max_age_seconds * 1e9) as i64,
+            zstd_level,
+        };
+        Ok(TraceSettings { inner })
+    }
+}
+
+/// What one trace Export did.
+#[pyclass(frozen, module = "tidegate._core")]
+pub struct TraceExportSummary {
+    #[pyo3(get)]
+    accepted_spans: u64,
+    #[pyo3(get)]
+    rejected_spans: u64,
+    #[pyo3(get)]
+    error_message: String,
+    #[pyo3(get)]
+    response: Py<PyBytes>,
+}
+
+/// A cut block: the object to store and the `trace_index` rows to commit after it.
+#[pyclass(frozen, module = "tidegate._core")]
+pub struct TraceBlock {
+    #[pyo3(get)]
+    key: String,
+    #[pyo3(get)]
+    data: Py<PyBytes>,
+    #[pyo3(get)]
+    index_copy: Py<PyBytes>,
+    #[pyo3(get)]
+    traces: u64,
+    #[pyo3(get)]
+    spans: u64,
+    #[pyo3(get)]
+    days: Vec<i64>,
+}
+
+/// Decodes OTLP trace requests and cuts their spans into blocks.
+#[pyclass(frozen, module = "tidegate._core")]
+pub struct TraceCore {
+    inner: trace_blocks::TraceCore,
+}
+
+#[pymethods]
+impl TraceCore {
+    #[new]
+    fn new(settings: &Bound<'_, TraceSettings>) -> Self {
+        TraceCore {
+            inner: trace_blocks::TraceCore::new(settings.get().inner),
+        }
+    }
+
+    fn ingest(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyBytes>,
+        now_ns: i64,
+    ) -> PyResult<TraceExportSummary> {
+        // `bytes` objects are immutable and `request` keeps this one alive until we return.
+        let bytes = request.as_bytes();
+        let outcome = without_gil(py, || self.inner.ingest(bytes, now_ns))?;
+        Ok(TraceExportSummary {
+            accepted_spans: outcome.accepted_spans,
+            rejected_spans: outcome.rejected_spans,
+            error_message: outcome.error_message,
+            response: PyBytes::new(py, &outcome.response).unbind(),
+        })
+    }
+
+    fn block_due(&self, now_ns: i64) -> bool {
+        self.inner.block_due(now_ns)
+    }
+
+    #[pyo3(signature = (now_ns, *, force = false))]
+    fn take_block(&self, py: Python<'_>, now_ns: i64, force: bool) -> Option<TraceBlock> {
+        let block = without_gil(py, || self.inner.take_block(now_ns, force))?;
+        Some(TraceBlock {
+            key: block.key,
+            data: PyBytes::new(py, &block.data).unbind(),
+            index_copy: PyBytes::new(py, &block.index_copy).unbind(),
+            traces: block.traces,
+            spans: block.spans,
+            days: block.days,
+        })
+    }
+
+    #[getter]
+    fn pending_spans(&self) -> u64 {
+        self.inner.pending_spans()
+    }
+}
+
+fn joined_trace(frames: &[Vec<u8>]) -> Result<TracesData, CoreError> {
+    let slices: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    trace_read::decode_trace(&trace_read::join_frames(&slices)?)
+}
+
+/// Frames of one trace (from one or more blocks) → its OTLP JSON, `{"resourceSpans": ...}`,
+/// or `{"batches": ...}` with `tempo`; each span once.
+#[pyfunction]
+#[pyo3(signature = (frames, *, tempo = false))]
+pub fn read_trace_json(py: Python<'_>, frames: Vec<Vec<u8>>, tempo: bool) -> PyResult<String> {
+    let data = without_gil(py, || joined_trace(&frames))?;
+    Ok(trace_read::trace_json(&data, tempo))
+}
+
+/// Frames of one trace → the encoded `TracesData` (each span once).
+#[pyfunction]
+pub fn read_trace_protobuf<'py>(
+    py: Python<'py>,
+    frames: Vec<Vec<u8>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let bytes = without_gil(py, || {
+        joined_trace(&frames).map(|d| trace_read::trace_protobuf(&d))
+    })?;
+    Ok(PyBytes::new(py, &bytes))
+}

@@ -1,0 +1,225 @@
+//! `TraceCore`: accepted spans wait per trace until a block is cut (by size or age); then each
+//! trace becomes one zstd frame, the frames one block, and every frame one `trace_index` row.
+
+use std::collections::HashMap;
+use std::mem;
+use std::sync::Mutex;
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use crate::buffer::utc_day;
+use crate::copy_binary::{write_header, write_trailer, Tuple};
+use crate::error::CoreError;
+use crate::ingest::lock;
+use crate::trace_ingest::{stage, TraceId, TraceSummary};
+
+/// When blocks are cut, and how hard frames are compressed (the Python `TraceSettings`).
+#[derive(Clone, Copy, Debug)]
+pub struct TraceSettings {
+    /// A block is cut once the spans waiting for it reach this many bytes (encoded, before
+    /// compression, so stored blocks are smaller).
+    pub block_max_bytes: usize,
+    /// ... or once the oldest of them has waited this long.
+    pub block_max_age_ns: i64,
+    pub zstd_level: i32,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        TraceSettings {
+            block_max_bytes: 8 << 20,
+            block_max_age_ns: 5_000_000_000,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// What one trace Export did.
+#[derive(Debug)]
+pub struct TraceIngestOutcome {
+    pub accepted_spans: u64,
+    pub rejected_spans: u64,
+    pub error_message: String,
+    /// Serialized `ExportTraceServiceResponse`.
+    pub response: Vec<u8>,
+}
+
+/// A cut block: the object to store under `key`, and the index rows (a COPY stream for
+/// `trace_index`) to commit once it is stored.
+#[derive(Debug, Default)]
+pub struct TraceBlock {
+    pub key: String,
+    pub data: Vec<u8>,
+    pub index_copy: Vec<u8>,
+    pub traces: u64,
+    pub spans: u64,
+    /// Sorted distinct UTC days of the index rows.
+    pub days: Vec<i64>,
+}
+
+#[derive(Default)]
+struct Pending {
+    traces: HashMap<TraceId, (Vec<u8>, TraceSummary)>,
+    bytes: usize,
+    spans: u64,
+    oldest_ns: Option<i64>,
+}
+
+/// Thread-safe: `ingest` runs on several decode threads; the lock is held only to append
+/// already-encoded fragments.
+pub struct TraceCore {
+    settings: TraceSettings,
+    pending: Mutex<Pending>,
+}
+
+const INDEX_COLUMNS: i16 = 11;
+
+impl TraceCore {
+    /// An empty core.
+    pub fn new(settings: TraceSettings) -> Self {
+        TraceCore {
+            settings,
+            pending: Mutex::default(),
+        }
+    }
+
+    /// Decodes an `ExportTraceServiceRequest` and queues its valid spans for the next block.
+    pub fn ingest(&self, bytes: &[u8], now_ns: i64) -> Result<TraceIngestOutcome, CoreError> {
+        let staged = stage(bytes)?;
+        {
+            let mut pending = lock(&self.pending);
+            pending.oldest_ns.get_or_insert(now_ns);
+            pending.spans += staged.accepted;
+            for fragment in staged.fragments {
+                pending.bytes += fragment.data.len();
+                let (data, summary) = pending.traces.entry(fragment.trace_id).or_default();
+                data.extend_from_slice(&fragment.data);
+                summary.absorb(fragment.summary);
+            }
+        }
+        let error_message = match (&staged.first_error, staged.rejected) {
+            (Some(reason), n) => format!("{n} spans rejected; first: {reason}"),
+            (None, _) => String::new(),
+        };
+        let response = ExportTraceServiceResponse {
+            partial_success: (staged.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: staged.rejected as i64,
+                error_message: error_message.clone(),
+            }),
+        };
+        Ok(TraceIngestOutcome {
+            accepted_spans: staged.accepted,
+            rejected_spans: staged.rejected,
+            error_message,
+            response: response.encode_to_vec(),
+        })
+    }
+
+    /// Whether a block should be cut now (size or age reached).
+    pub fn block_due(&self, now_ns: i64) -> bool {
+        let pending = lock(&self.pending);
+        pending.bytes >= self.settings.block_max_bytes
+            || pending
+                .oldest_ns
+                .is_some_and(|t| now_ns - t >= self.settings.block_max_age_ns)
+    }
+
+    /// Spans accepted and not yet in a block.
+    pub fn pending_spans(&self) -> u64 {
+        lock(&self.pending).spans
+    }
+
+    /// Cuts a block of everything waiting (when due, or always with `force`); `None` when
+    /// nothing waits or nothing is due.
+    pub fn take_block(&self, now_ns: i64, force: bool) -> Option<TraceBlock> {
+        if !force && !self.block_due(now_ns) {
+            return None;
+        }
+        let pending = mem::take(&mut *lock(&self.pending));
+        if pending.traces.is_empty() {
+            return None;
+        }
+        let mut traces: Vec<(TraceId, (Vec<u8>, TraceSummary))> =
+            pending.traces.into_iter().collect();
+        traces.sort_unstable_by_key(|t| t.0);
+        let mut data = Vec::with_capacity(pending.bytes / 3);
+        let mut frames = Vec::with_capacity(traces.len());
+        for (trace_id, (bytes, summary)) in traces {
+            let offset = data.len();
+            // In-memory compression of a Vec cannot fail short of allocation failure.
+            let frame = zstd::bulk::compress(&bytes, self.settings.zstd_level)
+                .expect("zstd compression into memory");
+            data.extend_from_slice(&frame);
+            frames.push((trace_id, offset, frame.len(), summary));
+        }
+        let key = block_key(now_ns, &data);
+        let mut index_copy = Vec::with_capacity(frames.len() * 160);
+        write_header(&mut index_copy);
+        let mut days = Vec::new();
+        for (trace_id, offset, length, summary) in &frames {
+            index_row(&mut index_copy, trace_id, &key, *offset, *length, summary);
+            days.push(utc_day(summary.start_ns));
+        }
+        write_trailer(&mut index_copy);
+        days.sort_unstable();
+        days.dedup();
+        Some(TraceBlock {
+            key,
+            data,
+            index_copy,
+            traces: frames.len() as u64,
+            spans: pending.spans,
+            days,
+        })
+    }
+}
+
+/// `blocks/YYYY/MM/DD/HH/<xxh3-128 of the bytes>.tgb`: the cut hour first, so that retention
+/// lists and deletes whole days; the content hash last, so that a retried upload of the same
+/// block writes the same object.
+fn block_key(now_ns: i64, data: &[u8]) -> String {
+    let (year, month, day) = civil_from_days(utc_day(now_ns));
+    let hour = now_ns.rem_euclid(86_400_000_000_000) / 3_600_000_000_000;
+    let hash = xxhash_rust::xxh3::xxh3_128(data);
+    format!("blocks/{year:04}/{month:02}/{day:02}/{hour:02}/{hash:032x}.tgb")
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+fn index_row(
+    buf: &mut Vec<u8>,
+    trace_id: &TraceId,
+    key: &str,
+    offset: usize,
+    length: usize,
+    s: &TraceSummary,
+) {
+    let attributes: Vec<&str> = s.attributes.iter().map(String::as_str).collect();
+    Tuple::begin(buf, INDEX_COLUMNS)
+        .bytea(trace_id)
+        .text(key)
+        .int8(offset as i64)
+        .int8(length as i64)
+        .timestamptz_ns(s.start_ns)
+        .timestamptz_ns(s.end_ns)
+        .text(s.service())
+        .opt_text(s.root_name.as_deref())
+        .int4(i32::from(s.status))
+        .int4(s.spans as i32)
+        .text_array(&attributes);
+}

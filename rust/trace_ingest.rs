@@ -1,0 +1,223 @@
+//! Phase one of a trace Export: decode the request, check every span, and regroup the spans
+//! by trace id into one encoded `TracesData` fragment per trace (with copies of the resource
+//! and scope they came under), plus what the index needs to know of them.
+//!
+//! Fragments of one trace are concatenated as they arrive: concatenating encoded messages of
+//! one type is merging them, and `resource_spans` is repeated, so the concatenation is itself
+//! a valid `TracesData` holding every span.
+
+use std::collections::{BTreeSet, HashMap};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, TracesData};
+use prost::Message;
+
+use crate::error::CoreError;
+
+/// A trace id: 16 bytes, not all zero.
+pub type TraceId = [u8; 16];
+
+/// Attribute pairs kept per trace and block for search (`key=value`), and their size limits:
+/// enough to find a trace by its route, user or tenant, without copying whole spans.
+const MAX_SEARCH_ATTRIBUTES: usize = 64;
+const MAX_SEARCH_VALUE_BYTES: usize = 128;
+
+/// OTLP `Status.code` values, as stored in the index.
+pub const STATUS_UNSET: i16 = 0;
+pub const STATUS_OK: i16 = 1;
+pub const STATUS_ERROR: i16 = 2;
+
+/// What the index records of the spans of one trace that share a block.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TraceSummary {
+    pub spans: u32,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// Name and service of the root span (no parent), when it is among these spans.
+    pub root_name: Option<String>,
+    pub root_service: Option<String>,
+    /// The service of the first span seen, when the root is elsewhere.
+    pub first_service: String,
+    /// Worst status: error over ok over unset.
+    pub status: i16,
+    pub attributes: BTreeSet<String>,
+}
+
+impl TraceSummary {
+    /// Folds another summary of the same trace into this one.
+    pub fn absorb(&mut self, other: TraceSummary) {
+        if self.spans == 0 {
+            *self = other;
+            return;
+        }
+        self.spans += other.spans;
+        self.start_ns = self.start_ns.min(other.start_ns);
+        self.end_ns = self.end_ns.max(other.end_ns);
+        if self.root_name.is_none() {
+            self.root_name = other.root_name;
+            self.root_service = other.root_service;
+        }
+        self.status = self.status.max(other.status);
+        for a in other.attributes {
+            if self.attributes.len() >= MAX_SEARCH_ATTRIBUTES {
+                break;
+            }
+            self.attributes.insert(a);
+        }
+    }
+
+    /// The service the index shows: the root's, else the first span's.
+    pub fn service(&self) -> &str {
+        self.root_service.as_deref().unwrap_or(&self.first_service)
+    }
+}
+
+/// One trace's spans from one request: an encoded `TracesData` and its summary.
+pub struct TraceFragment {
+    pub trace_id: TraceId,
+    pub data: Vec<u8>,
+    pub summary: TraceSummary,
+}
+
+/// Phase one's outcome.
+pub struct StagedSpans {
+    pub fragments: Vec<TraceFragment>,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// The first rejection's reason, for the partial-success message.
+    pub first_error: Option<String>,
+}
+
+/// Why a span is refused; the message goes to the client.
+fn check(span: &Span) -> Result<TraceId, &'static str> {
+    let trace_id: TraceId = span
+        .trace_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| "trace_id must be 16 bytes")?;
+    if trace_id == [0; 16] {
+        return Err("trace_id must not be all zeros");
+    }
+    if span.span_id.len() != 8 || span.span_id == [0; 8] {
+        return Err("span_id must be 8 bytes, not all zeros");
+    }
+    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        return Err("parent_span_id must be empty or 8 bytes");
+    }
+    if span.start_time_unix_nano == 0 || span.end_time_unix_nano < span.start_time_unix_nano {
+        return Err("start_time_unix_nano must be set and not after end_time_unix_nano");
+    }
+    if i64::try_from(span.end_time_unix_nano).is_err() {
+        return Err("end_time_unix_nano is out of range");
+    }
+    Ok(trace_id)
+}
+
+fn string_of(kvs: &[KeyValue], key: &str) -> Option<String> {
+    kvs.iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+fn search_pairs(kvs: &[KeyValue], out: &mut BTreeSet<String>) {
+    for kv in kvs {
+        if out.len() >= MAX_SEARCH_ATTRIBUTES {
+            return;
+        }
+        let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            Some(any_value::Value::IntValue(i)) => i.to_string(),
+            Some(any_value::Value::BoolValue(b)) => b.to_string(),
+            _ => continue,
+        };
+        if value.len() <= MAX_SEARCH_VALUE_BYTES && kv.key.len() <= MAX_SEARCH_VALUE_BYTES {
+            out.insert(format!("{}={value}", kv.key));
+        }
+    }
+}
+
+fn summarize(summary: &mut TraceSummary, span: &Span, service: &str) {
+    // Checked by `check`: both times fit in i64.
+    let (start, end) = (
+        span.start_time_unix_nano as i64,
+        span.end_time_unix_nano as i64,
+    );
+    if summary.spans == 0 {
+        summary.start_ns = start;
+        summary.end_ns = end;
+        summary.first_service = service.to_owned();
+    }
+    summary.spans += 1;
+    summary.start_ns = summary.start_ns.min(start);
+    summary.end_ns = summary.end_ns.max(end);
+    if span.parent_span_id.is_empty() && summary.root_name.is_none() {
+        summary.root_name = Some(span.name.clone());
+        summary.root_service = Some(service.to_owned());
+    }
+    let code = span.status.as_ref().map_or(0, |s| s.code);
+    let status = match status::StatusCode::try_from(code) {
+        Ok(status::StatusCode::Error) => STATUS_ERROR,
+        Ok(status::StatusCode::Ok) => STATUS_OK,
+        _ => STATUS_UNSET,
+    };
+    summary.status = summary.status.max(status);
+    search_pairs(&span.attributes, &mut summary.attributes);
+}
+
+/// Decodes an `ExportTraceServiceRequest` and regroups its valid spans by trace.
+pub fn stage(bytes: &[u8]) -> Result<StagedSpans, CoreError> {
+    let request = ExportTraceServiceRequest::decode(bytes).map_err(CoreError::TraceDecode)?;
+    let mut traces: HashMap<TraceId, (TracesData, TraceSummary)> = HashMap::new();
+    let (mut accepted, mut rejected, mut first_error) = (0u64, 0u64, None);
+    for resource_spans in request.resource_spans {
+        let resource = resource_spans.resource;
+        let attrs = resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        let service = string_of(attrs, "service.name").unwrap_or_default();
+        for scope_spans in resource_spans.scope_spans {
+            let mut by_trace: HashMap<TraceId, Vec<Span>> = HashMap::new();
+            for span in scope_spans.spans {
+                match check(&span) {
+                    Ok(trace_id) => {
+                        accepted += 1;
+                        by_trace.entry(trace_id).or_default().push(span);
+                    }
+                    Err(reason) => {
+                        rejected += 1;
+                        first_error.get_or_insert_with(|| reason.to_owned());
+                    }
+                }
+            }
+            for (trace_id, spans) in by_trace {
+                let (data, summary) = traces.entry(trace_id).or_default();
+                spans.iter().for_each(|s| summarize(summary, s, &service));
+                data.resource_spans.push(ResourceSpans {
+                    resource: resource.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: scope_spans.scope.clone(),
+                        spans,
+                        schema_url: scope_spans.schema_url.clone(),
+                    }],
+                    schema_url: resource_spans.schema_url.clone(),
+                });
+            }
+        }
+    }
+    let fragments = traces
+        .into_iter()
+        .map(|(trace_id, (data, summary))| TraceFragment {
+            trace_id,
+            data: data.encode_to_vec(),
+            summary,
+        })
+        .collect();
+    Ok(StagedSpans {
+        fragments,
+        accepted,
+        rejected,
+        first_error,
+    })
+}

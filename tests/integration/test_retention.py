@@ -1,0 +1,106 @@
+"""Retention against real PostgreSQL and a real trace store: whole days older than the
+configured retention disappear (metric partitions, trace index partitions, block prefixes);
+younger ones stay."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tidegate import schema
+from tidegate.config import Config, load
+from tidegate.errors import ConfigError
+from tidegate.object_store import BlockNotFound, FileStore, ObjectStore
+from tidegate.retention import Retention
+from tidegate.telemetry import Telemetry
+
+TODAY = dt.date(2026, 11, 27)
+
+
+def day(days_ago: int) -> dt.date:
+    return TODAY - dt.timedelta(days=days_ago)
+
+
+def block_key(d: dt.date, name: str) -> str:
+    return f"blocks/{d:%Y/%m/%d}/13/{name}.tgb"
+
+
+async def partitions(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid"
+    )
+    return {r["relname"] for r in rows}
+
+
+async def scenario(dsn: str, store: ObjectStore) -> tuple[set[str], list[str], Telemetry]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await schema.apply(conn)
+        for ago in (40, 31, 30, 10, 8, 7, 1):
+            await conn.execute("SELECT tidegate_ensure_day($1)", day(ago))
+    finally:
+        await conn.close()
+    for ago, name in [(9, "a"), (9, "b"), (8, "c"), (7, "d"), (3, "e")]:
+        await store.put(block_key(day(ago), name), b"block " + name.encode())
+    config = Config()
+    config.retention.metrics_days = 30
+    config.retention.traces_days = 7
+    telemetry = Telemetry()
+    await Retention(config, dsn, store, telemetry).run_once(TODAY)
+    conn = await asyncpg.connect(dsn)
+    try:
+        left = await partitions(conn)
+    finally:
+        await conn.close()
+    kept = []
+    for ago, name in [(9, "a"), (9, "b"), (8, "c"), (7, "d"), (3, "e")]:
+        try:
+            await store.get(block_key(day(ago), name))
+            kept.append(name)
+        except BlockNotFound:
+            pass
+    return left, kept, telemetry
+
+
+def test_old_days_are_dropped_from_every_table_and_the_file_store(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    async def run() -> tuple[set[str], list[str], Telemetry]:
+        store = await FileStore.open(tmp_path / "traces")
+        try:
+            return await scenario(database_dsn, store)
+        finally:
+            await store.close()
+
+    left, kept, telemetry = asyncio.run(run())
+    for table in (
+        "point_chunks",
+        "histogram_chunks",
+        "exp_histogram_points",
+        "summary_points",
+        "rollups",
+    ):
+        assert f"{table}_{day(40):%Y%m%d}" not in left
+        assert f"{table}_{day(31):%Y%m%d}" not in left
+        assert f"{table}_{day(30):%Y%m%d}" in left, "the oldest kept day"
+        assert f"{table}_{day(1):%Y%m%d}" in left
+    for ago, present in [(40, False), (10, False), (8, False), (7, True), (1, True)]:
+        assert (f"trace_index_{day(ago):%Y%m%d}" in left) is present, ago
+    assert kept == ["d", "e"]
+    dropped = {
+        s.labels["kind"]: s.value
+        for m in telemetry.retention_dropped.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert dropped == {"metric_partition": 10.0, "trace_partition": 5.0, "trace_block": 3.0}
+
+
+@pytest.mark.parametrize("days", [0, -1])
+def test_retention_needs_at_least_one_day(days: int) -> None:
+    with pytest.raises(ConfigError, match=r"retention\.traces_days"):
+        load(environ={"TIDEGATE_RETENTION_TRACES_DAYS": str(days)})

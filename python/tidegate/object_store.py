@@ -548,9 +548,11 @@ class S3Store:
             )
             # botocore sends uploads with "Expect: 100-continue", and aiohttp waits for the
             # interim response with no timeout at all: a server that accepts the connection
-            # but never answers would hang put() forever. Blocks are small enough that
-            # sending the body unasked costs nothing.
-            client.meta.events.register_last("before-call.s3.PutObject", _drop_expect_header)
+            # but never answers would stall put() until the operation deadline. Blocks are
+            # small enough that sending the body unasked costs nothing. botocore adds the
+            # header in a "before-call.s3" handler, which runs after any operation-specific
+            # one, so only a handler registered last at that level can remove it.
+            client.meta.events.register_last("before-call.s3", _drop_expect_header)
         except (BotoCoreError, ClientError, ValueError) as exc:
             await stack.aclose()
             raise ObjectStoreError(

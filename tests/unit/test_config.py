@@ -35,6 +35,17 @@ def test_full_file_sets_every_section() -> None:
     assert config.rollups.window_seconds == 30
     assert config.rollups.lateness_seconds == 120
     assert config.rollups.compression == 200.0
+    assert config.traces.store == "s3://tidegate-traces/prod"
+    assert config.traces.block_max_age_seconds == 2.5
+    assert config.traces.zstd_level == 5
+    assert config.s3.endpoint_url == "http://minio:9000"
+    assert config.retention.traces_days == 14
+    assert config.trace_store_url() == "s3://tidegate-traces/prod"
+
+
+def test_default_trace_store_is_under_the_data_directory(tmp_path: Path) -> None:
+    config = load(environ={"TIDEGATE_DATA_DIR": str(tmp_path)})
+    assert config.trace_store_url() == (tmp_path / "traces").as_uri()
 
 
 def test_ten_second_windows() -> None:
@@ -48,6 +59,7 @@ def test_ten_second_windows() -> None:
         ("unknown_key.toml", "unknown configuration key ingest.flush_intervall_seconds"),
         ("unknown_section.toml", "unknown configuration key storages"),
         ("wrong_type.toml", "grpc.max_message_bytes must be int"),
+        ("bad_trace_store.toml", "traces.store must be file:///path or s3://bucket/prefix"),
     ],
 )
 def test_bad_files_are_rejected_by_name(file: str, message: str) -> None:

@@ -68,7 +68,7 @@ class ObjectStore(Protocol):
 
     @property
     def url(self) -> str:
-        """The store's URL as given to :func:`open_store`, for messages and logs."""
+        """The store's normalized URL (``file:///...`` or ``s3://...``), for messages and logs."""
         ...
 
     async def put(self, key: str, data: bytes) -> None:
@@ -441,11 +441,17 @@ class S3Store:
     ) -> None:
         """Describe the store; no network I/O happens here or in :meth:`start`.
 
+        Empty strings count as unset for the endpoint, region and credentials, as they do in
+        configuration files.
+
         ``connect_timeout`` and ``read_timeout`` bound each socket wait, ``max_attempts`` is
         the number of tries per request (standard retry mode, with backoff), and
         ``operation_timeout`` bounds one request including its retries: a backstop for stalls
         that no socket timeout notices, such as a server that stops reading an upload.
         """
+        endpoint_url = endpoint_url or None
+        access_key_id = access_key_id or None
+        secret_access_key = secret_access_key or None
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
@@ -454,6 +460,9 @@ class S3Store:
             raise ObjectStoreError(
                 f"invalid S3 bucket name {bucket!r} for {self._url}", url=self._url
             )
+        if self.prefix:
+            # The same rules as for keys, so that prefix + key is always a valid key.
+            _check_segments(self._url, self.prefix, self.prefix.split("/"), what="store prefix")
         if (access_key_id is None) != (secret_access_key is None):
             raise ObjectStoreError(
                 f"S3 credentials for {self._url} need both an access key id and a secret "
@@ -462,7 +471,7 @@ class S3Store:
             )
         # Every key below the store's prefix; "" when the store owns the whole bucket.
         self._base = f"{self.prefix}/" if self.prefix else ""
-        self._region = region
+        self._region = region or None
         self._access_key_id = access_key_id
         self._secret_access_key = secret_access_key
         config: dict[str, Any] = {

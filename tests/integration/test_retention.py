@@ -11,10 +11,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.integration.moto_s3 import REGION, running_moto_server
 from tidegate import schema
 from tidegate.config import Config, load
 from tidegate.errors import ConfigError
-from tidegate.object_store import BlockNotFound, FileStore, ObjectStore
+from tidegate.object_store import BlockNotFound, FileStore, ObjectStore, S3Store
 from tidegate.retention import Retention
 from tidegate.telemetry import Telemetry
 
@@ -104,3 +105,23 @@ def test_old_days_are_dropped_from_every_table_and_the_file_store(
 def test_retention_needs_at_least_one_day(days: int) -> None:
     with pytest.raises(ConfigError, match=r"retention\.traces_days"):
         load(environ={"TIDEGATE_RETENTION_TRACES_DAYS": str(days)})
+
+
+def test_old_days_are_dropped_from_the_s3_store(database_dsn: str) -> None:
+    import boto3
+
+    with running_moto_server() as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        client.create_bucket(Bucket="retention")
+        client.close()
+
+        async def run() -> tuple[set[str], list[str], Telemetry]:
+            store = await S3Store.open("retention", "tg", endpoint_url=endpoint)
+            try:
+                return await scenario(database_dsn, store)
+            finally:
+                await store.close()
+
+        left, kept, _ = asyncio.run(run())
+    assert kept == ["d", "e"]
+    assert f"trace_index_{day(8):%Y%m%d}" not in left

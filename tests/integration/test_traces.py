@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from tests.conftest import RunningDaemon, make_config
+from tests.integration.moto_s3 import REGION, running_moto_server
 from tidegate.object_store import FileStore
 from tidegate.traces import CorruptBlockError, get_trace
 
@@ -260,3 +261,31 @@ def test_search_by_service_name_duration_status_and_attribute(daemon: RunningDae
     bad = search("--attribute", "no-equals-sign")
     assert bad.returncode == 2
     assert "key=value" in bad.stderr
+
+
+def test_s3_store_round_trip_over_moto(database_dsn: str, tmp_path: Path) -> None:
+    import boto3
+
+    with running_moto_server() as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        client.create_bucket(Bucket="traces")
+        config = make_config(database_dsn, tmp_path)
+        config.traces.store = "s3://traces/tidegate"
+        config.traces.block_max_age_seconds = 0.1
+        config.s3.endpoint_url = endpoint
+        config.s3.region = REGION
+        config.s3.access_key_id = config.s3.secret_access_key = "testing"
+        daemon = RunningDaemon(config)
+        try:
+            sent = record_trace(daemon)
+            wait_stored(daemon, len(sent))
+            trace_id = f"{sent[0].get_span_context().trace_id:032x}"
+            assert_same(sent, read(daemon, trace_id), "resourceSpans")
+            keys = {r["block_key"] for r in daemon.query("SELECT block_key FROM trace_index")}
+        finally:
+            daemon.stop()
+        listed = client.list_objects_v2(Bucket="traces", Prefix="tidegate/")
+        stored = {o["Key"].removeprefix("tidegate/"): o["Size"] for o in listed["Contents"]}
+        assert set(stored) == keys
+        assert all(key.startswith("blocks/") and key.endswith(".tgb") for key in keys)
+        client.close()

@@ -9,8 +9,6 @@ pub const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 pub const OID_INT8: u32 = 20;
 /// Type oid of `float8`, used as the element type of `double precision[]`.
 pub const OID_FLOAT8: u32 = 701;
-/// PostgreSQL type oid of `text`.
-pub const OID_TEXT: u32 = 25;
 /// Type oid of `timestamptz`, used as the element type of `timestamptz[]`.
 pub const OID_TIMESTAMPTZ: u32 = 1184;
 
@@ -114,30 +112,6 @@ impl<'a> Tuple<'a> {
             Some(v) => self.text(v),
             None => self.null(),
         }
-    }
-
-    /// A `text[]` field (no NULL elements).
-    pub fn text_array(&mut self, values: &[&str]) -> &mut Self {
-        if values.is_empty() {
-            self.len(12);
-            self.buf.extend_from_slice(&0i32.to_be_bytes());
-            self.buf.extend_from_slice(&0i32.to_be_bytes());
-            self.buf.extend_from_slice(&OID_TEXT.to_be_bytes());
-            return self;
-        }
-        let body: usize = values.iter().map(|v| 4 + v.len()).sum();
-        self.len(20 + body);
-        self.buf.extend_from_slice(&1i32.to_be_bytes());
-        self.buf.extend_from_slice(&0i32.to_be_bytes());
-        self.buf.extend_from_slice(&OID_TEXT.to_be_bytes());
-        let dim = i32::try_from(values.len()).expect("array longer than i32::MAX");
-        self.buf.extend_from_slice(&dim.to_be_bytes());
-        self.buf.extend_from_slice(&1i32.to_be_bytes());
-        for v in values {
-            self.len(v.len());
-            self.buf.extend_from_slice(v.as_bytes());
-        }
-        self
     }
 
     /// A `bytea` field.

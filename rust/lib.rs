@@ -62,6 +62,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<python_traces::TraceBlock>()?;
     m.add_class::<python_traces::TraceExportSummary>()?;
     m.add_function(wrap_pyfunction!(python_traces::read_trace_json, m)?)?;
+    m.add_function(wrap_pyfunction!(python_traces::attribute_hash, m)?)?;
     m.add_function(wrap_pyfunction!(python_traces::read_trace_protobuf, m)?)?;
     m.add_class::<python::TDigest>()?;
     // pyo3's `add` also builds `__all__`; a private module has no star-import surface, and

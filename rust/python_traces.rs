@@ -125,6 +125,12 @@ impl TraceCore {
     }
 }
 
+/// The search hash of a `key=value` span attribute, as `trace_index.attributes` holds it.
+#[pyfunction]
+pub fn attribute_hash(pair: &str) -> i64 {
+    crate::trace_ingest::attribute_hash(pair)
+}
+
 fn joined_trace(frames: &[Vec<u8>]) -> Result<TracesData, CoreError> {
     let slices: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
     trace_read::decode_trace(&trace_read::join_frames(&slices)?)

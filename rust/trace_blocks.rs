@@ -60,9 +60,19 @@ pub struct TraceBlock {
     pub days: Vec<i64>,
 }
 
+/// The encoded `TracesData` fragments of one trace waiting for a block, and their summary.
+type Waiting = (Vec<u8>, TraceSummary);
+
+/// Traces taken out of the queue for one block.
+struct Taken {
+    traces: Vec<(TraceId, Waiting)>,
+    bytes: usize,
+    spans: u64,
+}
+
 #[derive(Default)]
 struct Pending {
-    traces: HashMap<TraceId, (Vec<u8>, TraceSummary)>,
+    traces: HashMap<TraceId, Waiting>,
     bytes: usize,
     spans: u64,
     oldest_ns: Option<i64>,
@@ -132,25 +142,33 @@ impl TraceCore {
         lock(&self.pending).spans
     }
 
-    /// Cuts a block of everything waiting (when due, or always with `force`); `None` when
-    /// nothing waits or nothing is due.
+    /// Cuts a block (when one is due, or always with `force`) of waiting traces up to
+    /// `block_max_bytes`; the rest keep waiting for the next block, so blocks stay near the
+    /// configured size under any load. `None` when nothing waits or nothing is due.
     pub fn take_block(&self, now_ns: i64, force: bool) -> Option<TraceBlock> {
         if !force && !self.block_due(now_ns) {
             return None;
         }
-        let pending = mem::take(&mut *lock(&self.pending));
-        if pending.traces.is_empty() {
+        let Taken {
+            mut traces,
+            bytes,
+            spans,
+        } = self.take_up_to_max();
+        if traces.is_empty() {
             return None;
         }
-        let mut traces: Vec<(TraceId, (Vec<u8>, TraceSummary))> =
-            pending.traces.into_iter().collect();
         traces.sort_unstable_by_key(|t| t.0);
-        let mut data = Vec::with_capacity(pending.bytes / 3);
+        let mut data = Vec::with_capacity(bytes / 3);
         let mut frames = Vec::with_capacity(traces.len());
+        // One compression context for every frame of the block: creating one per frame
+        // costs more than compressing a small trace.
+        let mut compressor = zstd::bulk::Compressor::new(self.settings.zstd_level)
+            .expect("zstd level checked by TraceSettings");
         for (trace_id, (bytes, summary)) in traces {
             let offset = data.len();
             // In-memory compression of a Vec cannot fail short of allocation failure.
-            let frame = zstd::bulk::compress(&bytes, self.settings.zstd_level)
+            let frame = compressor
+                .compress(&bytes)
                 .expect("zstd compression into memory");
             data.extend_from_slice(&frame);
             frames.push((trace_id, offset, frame.len(), summary));
@@ -171,9 +189,47 @@ impl TraceCore {
             data,
             index_copy,
             traces: frames.len() as u64,
-            spans: pending.spans,
+            spans,
             days,
         })
+    }
+
+    /// Removes waiting traces until they reach `block_max_bytes` (all of them when fewer);
+    /// returns them with their bytes and spans.
+    fn take_up_to_max(&self) -> Taken {
+        let mut pending = lock(&self.pending);
+        if pending.bytes <= self.settings.block_max_bytes {
+            let all = mem::take(&mut *pending);
+            return Taken {
+                traces: all.traces.into_iter().collect(),
+                bytes: all.bytes,
+                spans: all.spans,
+            };
+        }
+        let mut chosen = Vec::new();
+        let mut bytes = 0;
+        for id in pending.traces.keys() {
+            if bytes >= self.settings.block_max_bytes {
+                break;
+            }
+            bytes += pending.traces[id].0.len();
+            chosen.push(*id);
+        }
+        let mut taken = Vec::with_capacity(chosen.len());
+        let mut spans = 0u64;
+        for id in chosen {
+            if let Some(entry) = pending.traces.remove(&id) {
+                spans += u64::from(entry.1.spans);
+                taken.push((id, entry));
+            }
+        }
+        pending.bytes -= bytes;
+        pending.spans -= spans;
+        Taken {
+            traces: taken,
+            bytes,
+            spans,
+        }
     }
 }
 
@@ -209,7 +265,7 @@ fn index_row(
     length: usize,
     s: &TraceSummary,
 ) {
-    let attributes: Vec<&str> = s.attributes.iter().map(String::as_str).collect();
+    let attributes: Vec<u64> = s.attributes.iter().map(|&h| h as u64).collect();
     Tuple::begin(buf, INDEX_COLUMNS)
         .bytea(trace_id)
         .text(key)
@@ -221,5 +277,5 @@ fn index_row(
         .opt_text(s.root_name.as_deref())
         .int4(i32::from(s.status))
         .int4(s.spans as i32)
-        .text_array(&attributes);
+        .int8_array(&attributes);
 }

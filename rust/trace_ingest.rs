@@ -18,10 +18,17 @@ use crate::error::CoreError;
 /// A trace id: 16 bytes, not all zero.
 pub type TraceId = [u8; 16];
 
-/// Attribute pairs kept per trace and block for search (`key=value`), and their size limits:
-/// enough to find a trace by its route, user or tenant, without copying whole spans.
-const MAX_SEARCH_ATTRIBUTES: usize = 64;
-const MAX_SEARCH_VALUE_BYTES: usize = 128;
+/// Attribute pairs kept per trace and block for search, as 64-bit hashes of `key=value`
+/// (see [`attribute_hash`]): enough to find a trace by its route, status code, user or
+/// tenant. Hashes, not text: a row stays small and its GIN entries few, which is most of what
+/// indexing costs per span.
+const MAX_SEARCH_ATTRIBUTES: usize = 16;
+const MAX_SEARCH_VALUE_BYTES: usize = 256;
+
+/// The search hash of a `key=value` attribute pair (xxh3-64 of its UTF-8 bytes, as i64).
+pub fn attribute_hash(pair: &str) -> i64 {
+    xxhash_rust::xxh3::xxh3_64(pair.as_bytes()) as i64
+}
 
 /// OTLP `Status.code` values, as stored in the index.
 pub const STATUS_UNSET: i16 = 0;
@@ -41,7 +48,8 @@ pub struct TraceSummary {
     pub first_service: String,
     /// Worst status: error over ok over unset.
     pub status: i16,
-    pub attributes: BTreeSet<String>,
+    /// [`attribute_hash`]es of span attributes, at most `MAX_SEARCH_ATTRIBUTES`.
+    pub attributes: BTreeSet<i64>,
 }
 
 impl TraceSummary {
@@ -123,7 +131,7 @@ fn string_of(kvs: &[KeyValue], key: &str) -> Option<String> {
         })
 }
 
-fn search_pairs(kvs: &[KeyValue], out: &mut BTreeSet<String>) {
+fn search_pairs(kvs: &[KeyValue], out: &mut BTreeSet<i64>) {
     for kv in kvs {
         if out.len() >= MAX_SEARCH_ATTRIBUTES {
             return;
@@ -135,7 +143,7 @@ fn search_pairs(kvs: &[KeyValue], out: &mut BTreeSet<String>) {
             _ => continue,
         };
         if value.len() <= MAX_SEARCH_VALUE_BYTES && kv.key.len() <= MAX_SEARCH_VALUE_BYTES {
-            out.insert(format!("{}={value}", kv.key));
+            out.insert(attribute_hash(&format!("{}={value}", kv.key)));
         }
     }
 }

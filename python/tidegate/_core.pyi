@@ -275,5 +275,9 @@ def read_trace_json(frames: list[bytes], *, tempo: bool = False) -> str:
     """Stored frames of one trace → OTLP JSON (``{"batches": ...}`` with ``tempo``), each
     span once; ``DecodeError`` when a frame does not decompress or decode."""
 
+def attribute_hash(pair: str) -> int:
+    """The search hash (xxh3-64 as a signed integer) of a ``key=value`` span attribute, as
+    ``trace_index.attributes`` holds it."""
+
 def read_trace_protobuf(frames: list[bytes]) -> bytes:
     """Stored frames of one trace → an encoded ``TracesData``, each span once."""

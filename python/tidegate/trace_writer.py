@@ -79,7 +79,9 @@ class TraceWriter:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=POLL_SECONDS)
-            await self.flush_once(force=False)
+            # Under load several blocks may be due: write them back to back.
+            while await self.flush_once(force=False):
+                pass
             self._telemetry.pending_spans.set(self.unwritten_spans)
         while await self.flush_once(force=True):
             pass

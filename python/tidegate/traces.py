@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from tidegate._core import DecodeError, read_trace_json, read_trace_protobuf
+from tidegate._core import DecodeError, attribute_hash, read_trace_json, read_trace_protobuf
 from tidegate.config import Config
 from tidegate.errors import QueryError, TidegateError
 from tidegate.object_store import BlockNotFound, ObjectStore, open_store
@@ -36,7 +36,7 @@ SELECT trace_id, min(start_time) AS start, max(end_time) AS end_time,
 FROM trace_index
 WHERE start_time >= $1 AND start_time < $2
   AND ($3::text IS NULL OR service = $3)
-  AND ($4::text IS NULL OR attributes @> ARRAY[$4::text])
+  AND ($4::bigint IS NULL OR attributes @> ARRAY[$4::bigint])
 GROUP BY trace_id
 HAVING ($5::text IS NULL OR bool_or(root_name = $5))
    AND ($6::bigint IS NULL OR extract(epoch FROM max(end_time) - min(start_time)) * 1e9 >= $6)
@@ -167,7 +167,7 @@ async def search(
         start,
         end,
         service,
-        attribute,
+        None if attribute is None else attribute_hash(attribute),
         name,
         ns(min_duration),
         ns(max_duration),

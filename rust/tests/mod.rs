@@ -16,4 +16,5 @@ mod test_series;
 mod test_speed;
 mod test_tdigest;
 mod test_tdigest_accuracy;
+mod test_traces;
 mod test_windows;

@@ -12,7 +12,9 @@ CREATE TABLE trace_index (
     root_name     text,                  -- name of the root span, when it is in this block
     status        integer NOT NULL,      -- worst span status: 0 unset, 1 ok, 2 error
     span_count    integer NOT NULL,
-    attributes    text[] NOT NULL        -- up to 64 distinct 'key=value' span attributes
+    -- Up to 16 distinct span attributes as xxh3-64 hashes of 'key=value' (the core's
+    -- attribute_hash): small rows and few GIN entries; search hashes the pair it looks for.
+    attributes    bigint[] NOT NULL
 ) PARTITION BY RANGE (start_time);
 CREATE INDEX trace_index_trace_id ON trace_index (trace_id);
 CREATE INDEX trace_index_service_start ON trace_index (service, start_time);

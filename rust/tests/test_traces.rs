@@ -1,0 +1,159 @@
+//! The trace core without Python: staging, blocks cut by size, frames read back, keys.
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+use super::builder::{attrs, kv, str_value};
+use super::copy_reader::{int4, int8, int8_array, text, tuples};
+use crate::trace_blocks::{civil_from_days, TraceCore, TraceSettings};
+use crate::trace_ingest::{attribute_hash, STATUS_ERROR};
+use crate::trace_read::{decode_trace, join_frames};
+
+const NOW: i64 = 1_764_237_600_000_000_000; // 2025-11-27T10:00:00Z
+
+fn span(trace: u8, id: u8, parent: Option<u8>, name: &str) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        name: name.into(),
+        start_time_unix_nano: NOW as u64 + u64::from(id) * 1_000,
+        end_time_unix_nano: NOW as u64 + u64::from(id) * 1_000 + 500,
+        attributes: attrs(&[("http.route", "/pay")]),
+        ..Span::default()
+    }
+}
+
+fn request(service: &str, spans: Vec<Span>) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", str_value(service))],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn settings(block_max_bytes: usize) -> TraceSettings {
+    TraceSettings {
+        block_max_bytes,
+        ..TraceSettings::default()
+    }
+}
+
+#[test]
+fn spans_of_one_trace_from_two_requests_come_back_together() {
+    let core = TraceCore::new(settings(1 << 20));
+    let mut failing = span(7, 2, Some(1), "charge");
+    failing.status = Some(Status {
+        code: status::StatusCode::Error as i32,
+        message: "declined".into(),
+    });
+    core.ingest(
+        &request("api", vec![failing, span(9, 5, None, "other")]),
+        NOW,
+    )
+    .unwrap();
+    core.ingest(&request("api", vec![span(7, 1, None, "POST /pay")]), NOW)
+        .unwrap();
+    assert_eq!(core.pending_spans(), 3);
+    assert!(
+        core.take_block(NOW, false).is_none(),
+        "neither size nor age reached"
+    );
+    let block = core.take_block(NOW, true).unwrap();
+    assert_eq!((block.traces, block.spans), (2, 3));
+    assert!(block.key.starts_with("blocks/2025/11/27/10/") && block.key.ends_with(".tgb"));
+    let rows = tuples(&block.index_copy);
+    assert_eq!(rows.len(), 2);
+    // Rows are sorted by trace id: trace 7 first, with its frame at offset 0.
+    let (offset, length) = (int8(&rows[0][2]) as usize, int8(&rows[0][3]) as usize);
+    assert_eq!(offset, 0);
+    let data =
+        decode_trace(&join_frames(&[&block.data[offset..offset + length]]).unwrap()).unwrap();
+    let names: Vec<&str> = data
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["charge", "POST /pay"]);
+    assert_eq!(text(&rows[0][7]), "POST /pay", "root name");
+    assert_eq!(int4(&rows[0][8]), i32::from(STATUS_ERROR));
+    assert_eq!(int4(&rows[0][9]), 2, "span count");
+    assert_eq!(
+        int8_array(&rows[0][10]),
+        vec![Some(attribute_hash("http.route=/pay"))]
+    );
+    assert_eq!(core.pending_spans(), 0);
+}
+
+#[test]
+fn blocks_are_cut_at_the_size_limit_and_the_rest_waits() {
+    let core = TraceCore::new(settings(2_000));
+    for trace in 1..=40u8 {
+        core.ingest(&request("api", vec![span(trace, 1, None, "root")]), NOW)
+            .unwrap();
+    }
+    let mut spans = 0;
+    let mut blocks = 0;
+    while let Some(block) = core.take_block(NOW, false) {
+        assert!(block.spans < 40, "one block would hold everything");
+        spans += block.spans;
+        blocks += 1;
+    }
+    // What is left is under the size limit: not due by size, only by age or force.
+    if let Some(rest) = core.take_block(NOW, true) {
+        spans += rest.spans;
+        blocks += 1;
+    }
+    assert_eq!(spans, 40);
+    assert!(blocks >= 2);
+}
+
+#[test]
+fn bad_spans_are_rejected_and_the_rest_kept() {
+    let core = TraceCore::new(settings(1 << 20));
+    let mut zero = span(0, 1, None, "zero trace");
+    zero.trace_id = vec![0; 16];
+    let mut backwards = span(3, 1, None, "backwards");
+    backwards.end_time_unix_nano = backwards.start_time_unix_nano - 1;
+    let mut short = span(3, 2, None, "short id");
+    short.span_id = vec![1; 4];
+    let outcome = core
+        .ingest(
+            &request("api", vec![zero, span(3, 3, None, "ok"), backwards, short]),
+            NOW,
+        )
+        .unwrap();
+    assert_eq!((outcome.accepted_spans, outcome.rejected_spans), (1, 3));
+    let response = ExportTraceServiceResponse::decode(&outcome.response[..]).unwrap();
+    let partial = response.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 3);
+    assert!(partial
+        .error_message
+        .contains("trace_id must not be all zeros"));
+    assert!(core.ingest(b"\xff\xff\xff", NOW).is_err());
+    assert_eq!(core.pending_spans(), 1);
+}
+
+#[test]
+fn corrupt_frames_and_civil_dates() {
+    assert!(join_frames(&[b"not zstd"]).is_err());
+    assert_eq!(civil_from_days(0), (1970, 1, 1));
+    assert_eq!(civil_from_days(20_419), (2025, 11, 27));
+    assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    assert_eq!(civil_from_days(-1), (1969, 12, 31));
+}

@@ -19,8 +19,8 @@ use crate::trace_ingest::{stage, TraceId, TraceSummary};
 /// When blocks are cut, and how hard frames are compressed (the Python `TraceSettings`).
 #[derive(Clone, Copy, Debug)]
 pub struct TraceSettings {
-    /// A block is cut once the spans waiting for it reach this many bytes (encoded, before
-    /// compression, so stored blocks are smaller).
+    /// A block is cut once the spans waiting for it reach this many bytes (their encoded
+    /// size as clients sent them, before compression, so stored blocks are smaller).
     pub block_max_bytes: usize,
     /// ... or once the oldest of them has waited this long.
     pub block_max_age_ns: i64,
@@ -104,7 +104,7 @@ impl TraceCore {
             pending.oldest_ns.get_or_insert(now_ns);
             pending.spans += staged.accepted;
             for fragment in staged.fragments {
-                pending.bytes += fragment.data.len();
+                pending.bytes += fragment.summary.span_bytes;
                 let (data, summary) = pending.traces.entry(fragment.trace_id).or_default();
                 data.extend_from_slice(&fragment.data);
                 summary.absorb(fragment.summary);
@@ -212,7 +212,7 @@ impl TraceCore {
             if bytes >= self.settings.block_max_bytes {
                 break;
             }
-            bytes += pending.traces[id].0.len();
+            bytes += pending.traces[id].1.span_bytes;
             chosen.push(*id);
         }
         let mut taken = Vec::with_capacity(chosen.len());

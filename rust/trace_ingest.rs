@@ -39,6 +39,10 @@ pub const STATUS_ERROR: i16 = 2;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TraceSummary {
     pub spans: u32,
+    /// Encoded size of the spans alone (without the resource and scope copies every fragment
+    /// carries): blocks are cut on it, so that how many blocks a span volume makes does not
+    /// depend on how many traces it is split into.
+    pub span_bytes: usize,
     pub start_ns: i64,
     pub end_ns: i64,
     /// Name and service of the root span (no parent), when it is among these spans.
@@ -60,6 +64,7 @@ impl TraceSummary {
             return;
         }
         self.spans += other.spans;
+        self.span_bytes += other.span_bytes;
         self.start_ns = self.start_ns.min(other.start_ns);
         self.end_ns = self.end_ns.max(other.end_ns);
         if self.root_name.is_none() {
@@ -160,6 +165,7 @@ fn summarize(summary: &mut TraceSummary, span: &Span, service: &str) {
         summary.first_service = service.to_owned();
     }
     summary.spans += 1;
+    summary.span_bytes += span.encoded_len();
     summary.start_ns = summary.start_ns.min(start);
     summary.end_ns = summary.end_ns.max(end);
     if span.parent_span_id.is_empty() && summary.root_name.is_none() {

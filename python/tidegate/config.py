@@ -105,8 +105,9 @@ class TracesConfig:
     # so stored blocks are smaller) or when the oldest has waited `block_max_age_seconds`.
     block_max_bytes: int = 8 * MIB
     block_max_age_seconds: float = 5.0
-    # Above this many spans accepted and not yet indexed, Export answers UNAVAILABLE.
-    max_buffered_spans: int = 2_000_000
+    # Above this many spans accepted and not yet indexed, Export answers UNAVAILABLE. A
+    # waiting span holds about 500 bytes (its trace's fragment), so this bounds ~500 MB.
+    max_buffered_spans: int = 1_000_000
     # zstd level per frame: 3 is zstd's default, a good ratio at a few hundred MB/s.
     zstd_level: int = 3
 

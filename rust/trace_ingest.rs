@@ -10,7 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, TracesData};
+use opentelemetry_proto::tonic::trace::v1::{status, Span};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 
 use crate::error::CoreError;
@@ -182,16 +183,93 @@ fn summarize(summary: &mut TraceSummary, span: &Span, service: &str) {
     search_pairs(&span.attributes, &mut summary.attributes);
 }
 
+/// Appends one length-delimited field (`tag`, wire type 2) whose body `body` writes; the
+/// body's length must be known up front (`len`), as protobuf puts it before the body.
+fn field(out: &mut Vec<u8>, tag: u32, len: usize, body: impl FnOnce(&mut Vec<u8>)) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
+    let start = out.len();
+    body(out);
+    debug_assert_eq!(out.len() - start, len);
+}
+
+fn field_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+/// Appends to `out` one `TracesData.resource_spans` entry holding `spans` under the already
+/// encoded resource and scope: what `TracesData { resource_spans: [ResourceSpans { resource,
+/// scope_spans: [ScopeSpans { scope, spans, schema_url }], schema_url }] }.encode()` writes,
+/// without cloning the resource and scope for every trace.
+fn append_fragment(out: &mut Vec<u8>, envelope: &Envelope<'_>, spans: &[Span]) {
+    let spans_len: usize = spans.iter().map(|s| field_len(2, s.encoded_len())).sum();
+    let scope_spans_len = envelope.scope.map_or(0, |s| field_len(1, s.len()))
+        + spans_len
+        + string_field_len(3, envelope.scope_schema_url);
+    let resource_spans_len = envelope.resource.map_or(0, |r| field_len(1, r.len()))
+        + field_len(2, scope_spans_len)
+        + string_field_len(3, envelope.resource_schema_url);
+    field(out, 1, resource_spans_len, |out| {
+        if let Some(resource) = envelope.resource {
+            field(out, 1, resource.len(), |out| {
+                out.extend_from_slice(resource)
+            });
+        }
+        field(out, 2, scope_spans_len, |out| {
+            if let Some(scope) = envelope.scope {
+                field(out, 1, scope.len(), |out| out.extend_from_slice(scope));
+            }
+            for span in spans {
+                field(out, 2, span.encoded_len(), |out| {
+                    span.encode_raw(out);
+                });
+            }
+            string_field(out, 3, envelope.scope_schema_url);
+        });
+        string_field(out, 3, envelope.resource_schema_url);
+    });
+}
+
+fn string_field_len(tag: u32, s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        field_len(tag, s.len())
+    }
+}
+
+fn string_field(out: &mut Vec<u8>, tag: u32, s: &str) {
+    if !s.is_empty() {
+        field(out, tag, s.len(), |out| out.extend_from_slice(s.as_bytes()));
+    }
+}
+
+/// The resource and scope spans are regrouped under, encoded once per request.
+struct Envelope<'a> {
+    resource: Option<&'a [u8]>,
+    resource_schema_url: &'a str,
+    scope: Option<&'a [u8]>,
+    scope_schema_url: &'a str,
+}
+
 /// Decodes an `ExportTraceServiceRequest` and regroups its valid spans by trace.
 pub fn stage(bytes: &[u8]) -> Result<StagedSpans, CoreError> {
     let request = ExportTraceServiceRequest::decode(bytes).map_err(CoreError::TraceDecode)?;
-    let mut traces: HashMap<TraceId, (TracesData, TraceSummary)> = HashMap::new();
+    let mut traces: HashMap<TraceId, (Vec<u8>, TraceSummary)> = HashMap::new();
     let (mut accepted, mut rejected, mut first_error) = (0u64, 0u64, None);
     for resource_spans in request.resource_spans {
         let resource = resource_spans.resource;
         let attrs = resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         let service = string_of(attrs, "service.name").unwrap_or_default();
+        let resource_bytes = resource.as_ref().map(Message::encode_to_vec);
         for scope_spans in resource_spans.scope_spans {
+            let scope_bytes = scope_spans.scope.as_ref().map(Message::encode_to_vec);
+            let envelope = Envelope {
+                resource: resource_bytes.as_deref(),
+                resource_schema_url: &resource_spans.schema_url,
+                scope: scope_bytes.as_deref(),
+                scope_schema_url: &scope_spans.schema_url,
+            };
             let mut by_trace: HashMap<TraceId, Vec<Span>> = HashMap::new();
             for span in scope_spans.spans {
                 match check(&span) {
@@ -208,15 +286,7 @@ pub fn stage(bytes: &[u8]) -> Result<StagedSpans, CoreError> {
             for (trace_id, spans) in by_trace {
                 let (data, summary) = traces.entry(trace_id).or_default();
                 spans.iter().for_each(|s| summarize(summary, s, &service));
-                data.resource_spans.push(ResourceSpans {
-                    resource: resource.clone(),
-                    scope_spans: vec![ScopeSpans {
-                        scope: scope_spans.scope.clone(),
-                        spans,
-                        schema_url: scope_spans.schema_url.clone(),
-                    }],
-                    schema_url: resource_spans.schema_url.clone(),
-                });
+                append_fragment(data, &envelope, &spans);
             }
         }
     }
@@ -224,7 +294,7 @@ pub fn stage(bytes: &[u8]) -> Result<StagedSpans, CoreError> {
         .into_iter()
         .map(|(trace_id, (data, summary))| TraceFragment {
             trace_id,
-            data: data.encode_to_vec(),
+            data,
             summary,
         })
         .collect();

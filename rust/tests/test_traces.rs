@@ -157,3 +157,80 @@ fn corrupt_frames_and_civil_dates() {
     assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     assert_eq!(civil_from_days(-1), (1969, 12, 31));
 }
+
+#[test]
+fn fragments_are_the_bytes_prost_would_write() {
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::trace::v1::TracesData;
+
+    use crate::trace_ingest::stage;
+
+    let scope = InstrumentationScope {
+        name: "lib".into(),
+        version: "2".into(),
+        ..InstrumentationScope::default()
+    };
+    let first = ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", str_value("api"))],
+            ..Resource::default()
+        }),
+        scope_spans: vec![
+            ScopeSpans {
+                scope: Some(scope.clone()),
+                spans: vec![
+                    span(1, 1, None, "a"),
+                    span(2, 2, None, "b"),
+                    span(1, 3, Some(1), "c"),
+                ],
+                schema_url: "https://scope.example/1".into(),
+            },
+            ScopeSpans {
+                scope: None,
+                spans: vec![span(1, 4, Some(1), "d")],
+                schema_url: String::new(),
+            },
+        ],
+        schema_url: "https://resource.example/1".into(),
+    };
+    let second = ResourceSpans {
+        resource: None,
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope::default()),
+            spans: vec![span(1, 5, Some(1), "e")],
+            schema_url: String::new(),
+        }],
+        schema_url: String::new(),
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![first.clone(), second.clone()],
+    };
+    let staged = stage(&request.encode_to_vec()).unwrap();
+    let trace_one = staged
+        .fragments
+        .iter()
+        .find(|f| f.trace_id == [1; 16])
+        .unwrap();
+    // What regrouping with prost's own types gives for trace 1.
+    let keep = |rs: &ResourceSpans, ss: usize, names: &[&str]| ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans: rs.scope_spans[ss]
+                .spans
+                .iter()
+                .filter(|s| names.contains(&s.name.as_str()))
+                .cloned()
+                .collect(),
+            ..rs.scope_spans[ss].clone()
+        }],
+        ..rs.clone()
+    };
+    let expected = TracesData {
+        resource_spans: vec![
+            keep(&first, 0, &["a", "c"]),
+            keep(&first, 1, &["d"]),
+            keep(&second, 0, &["e"]),
+        ],
+    };
+    assert_eq!(trace_one.data, expected.encode_to_vec());
+    assert_eq!(trace_one.summary.spans, 4);
+}

@@ -79,31 +79,51 @@ class TraceWriter:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=POLL_SECONDS)
-            # Under load several blocks may be due: write them back to back.
-            while await self.flush_once(force=False):
-                pass
+            await self.write_due(force=False)
             self._telemetry.pending_spans.set(self.unwritten_spans)
-        while await self.flush_once(force=True):
-            pass
+        await self.write_due(force=True)
         self._telemetry.pending_spans.set(self.unwritten_spans)
 
     def stop(self) -> None:
         self._stop_deadline = time.monotonic() + self._config.shutdown_timeout_seconds
         self._stopping.set()
 
-    async def flush_once(self, *, force: bool) -> bool:
-        """Cut and write one block if one is due (or anything waits, with ``force``)."""
-        self._in_flight_spans = self._core.pending_spans
-        block = await asyncio.to_thread(self._core.take_block, time.time_ns(), force=force)
-        if block is None:
-            self._in_flight_spans = 0
-            return False
-        self._in_flight_spans = block.spans
+    async def write_due(self, *, force: bool) -> int:
+        """Write every block that is due (every waiting span, with ``force``), cutting the
+        next block while the previous one is stored and indexed; returns the blocks written."""
+        written = 0
+        block = await self._take(force)
+        while block is not None:
+            following = asyncio.create_task(self._take(force))
+            try:
+                await self._write_with_retry(block)
+            except BaseException:
+                # Cancelled mid-write (the writer is being torn down): a block already cut
+                # for the next round is counted as dropped, never lost silently.
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    left = await following
+                    if left is not None:
+                        self._drop(left, "cancelled", None)
+                raise
+            finally:
+                self._in_flight_spans -= block.spans
+            written += 1
+            block = await following
+        return written
+
+    async def _take(self, force: bool) -> TraceBlock | None:
+        # Counted as in flight before the cut: while take_block runs, the spans have left the
+        # core's queue but are not stored, and admission must still see them.
+        waiting = self._core.pending_spans
+        self._in_flight_spans += waiting
         try:
-            await self._write_with_retry(block)
+            block = await asyncio.to_thread(self._core.take_block, time.time_ns(), force=force)
         finally:
-            self._in_flight_spans = 0
-        return True
+            self._in_flight_spans -= waiting
+        if block is not None:
+            self._in_flight_spans += block.spans
+        return block
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -25,9 +26,13 @@ def own_postgres() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="tidegate-outage-"))
     root.chmod(0o755)  # the server runs as its own system user when tests run as root
     pgdata = root / "pgdata"
-    start_embedded_server(pgdata, keep_data=True)
-    yield pgdata
-    start_embedded_server(pgdata, keep_data=False).cleanup()
+    try:
+        start_embedded_server(pgdata, keep_data=True)
+        yield pgdata
+        start_embedded_server(pgdata, keep_data=False).cleanup()
+    finally:
+        # The server's cleanup deletes the cluster, not the directory made for it.
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def send(daemon: RunningDaemon, name: str) -> None:

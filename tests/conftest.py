@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -46,13 +47,17 @@ def postgres_server() -> Iterator[Any]:
     root = Path(tempfile.mkdtemp(prefix="tidegate-pg-"))
     root.chmod(0o755)
     try:
-        server = start_embedded_server(root / "pgdata", keep_data=False)
-    except StorageError as exc:
-        missing_dependency(f"cannot start PostgreSQL: {exc}")
-    try:
-        yield server.get_uri
+        try:
+            server = start_embedded_server(root / "pgdata", keep_data=False)
+        except StorageError as exc:
+            missing_dependency(f"cannot start PostgreSQL: {exc}")
+        try:
+            yield server.get_uri
+        finally:
+            server.cleanup()
     finally:
-        server.cleanup()
+        # The server's cleanup deletes the cluster, not the directory made for it.
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _with_database(dsn: str, database: str) -> str:

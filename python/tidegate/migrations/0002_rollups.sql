@@ -38,12 +38,20 @@ CREATE TABLE rollups (
 ) PARTITION BY RANGE (window_start);
 CREATE INDEX rollups_series_window ON rollups (series_id, window_seconds, window_start);
 
+-- From here on the list of day-partitioned tables is the catalogue itself: every partitioned
+-- table of tidegate's schema is partitioned by UTC day, so a migration that adds one needs
+-- no new version of this function, only tidegate_ensure_known_days().
 CREATE OR REPLACE FUNCTION tidegate_ensure_day(day date) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     parent text;
 BEGIN
-    FOREACH parent IN ARRAY ARRAY['point_chunks', 'histogram_chunks',
-                                  'exp_histogram_points', 'summary_points', 'rollups'] LOOP
+    FOR parent IN
+        SELECT c.relname
+        FROM pg_partitioned_table AS p
+        JOIN pg_class AS c ON c.oid = p.partrelid
+        WHERE c.relnamespace = current_schema()::regnamespace
+        ORDER BY c.relname
+    LOOP
         BEGIN
             EXECUTE format(
                 'CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L) '
@@ -59,19 +67,21 @@ BEGIN
 END;
 $$;
 
--- Days whose point partitions exist but whose rollup partition does not (created before this
--- migration) get it now, so that a rollup of such a day finds its partition.
-DO $$
+-- Gives every day that already has a partition somewhere its partition in every table: a
+-- migration that adds a partitioned table calls it, so that rows of those days find theirs.
+CREATE FUNCTION tidegate_ensure_known_days() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     day date;
 BEGIN
     FOR day IN
-        SELECT to_date(right(c.relname, 8), 'YYYYMMDD')
+        SELECT DISTINCT to_date(right(c.relname, 8), 'YYYYMMDD')
         FROM pg_inherits AS i
+        JOIN pg_partitioned_table AS p ON p.partrelid = i.inhparent
         JOIN pg_class AS c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'point_chunks'::regclass
     LOOP
         PERFORM tidegate_ensure_day(day);
     END LOOP;
 END;
 $$;
+
+SELECT tidegate_ensure_known_days();

@@ -21,39 +21,6 @@ CREATE INDEX trace_index_service_start ON trace_index (service, start_time);
 CREATE INDEX trace_index_start ON trace_index (start_time);
 CREATE INDEX trace_index_attributes ON trace_index USING gin (attributes);
 
-CREATE OR REPLACE FUNCTION tidegate_ensure_day(day date) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    parent text;
-BEGIN
-    FOREACH parent IN ARRAY ARRAY['point_chunks', 'histogram_chunks', 'exp_histogram_points',
-                                  'summary_points', 'rollups', 'trace_index'] LOOP
-        BEGIN
-            EXECUTE format(
-                'CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L) '
-                -- Chunk rows are a few KB; at the default 2 KB target PostgreSQL would compress
-                -- and move every one of them out of line, which costs more CPU than the COPY.
-                'WITH (toast_tuple_target = 8160)',
-                parent || '_' || to_char(day, 'YYYYMMDD'), parent,
-                day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
-        EXCEPTION WHEN duplicate_table OR unique_violation THEN
-            NULL;  -- another daemon created it between the check and the create
-        END;
-    END LOOP;
-END;
-$$;
-
--- Days whose point partitions exist already get their trace_index partition now.
-DO $$
-DECLARE
-    day date;
-BEGIN
-    FOR day IN
-        SELECT to_date(right(c.relname, 8), 'YYYYMMDD')
-        FROM pg_inherits AS i
-        JOIN pg_class AS c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'point_chunks'::regclass
-    LOOP
-        PERFORM tidegate_ensure_day(day);
-    END LOOP;
-END;
-$$;
+-- tidegate_ensure_day() finds the new table in the catalogue; days that already have
+-- partitions get this table's now.
+SELECT tidegate_ensure_known_days();

@@ -1,9 +1,8 @@
 //! Rollup rows: closed windows as `rollups` COPY tuples, and the hour level built from them.
 
 use crate::copy_binary::{write_header, write_trailer, Tuple};
-use crate::series::IdMap;
 use crate::window_agg::{Detail, WindowAgg};
-use crate::windows::{RollupSettings, WindowKey, HOUR_NS, NS_PER_SECOND};
+use crate::windows::{OpenWindows, RollupSettings, WindowKey, HOUR_NS, NS_PER_SECOND};
 
 /// The quantiles precomputed into columns `p50` … `p999`, for plain SQL readers.
 pub const PRECOMPUTED_QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
@@ -14,7 +13,7 @@ const COLUMNS: i16 = 29;
 /// window, an hour that gets more data after it was written becomes another partial row.
 #[derive(Default)]
 pub struct HourWindows {
-    open: IdMap<WindowKey, WindowAgg>,
+    open: OpenWindows,
 }
 
 impl HourWindows {
@@ -24,12 +23,7 @@ impl HourWindows {
             start_ns: key.start_ns - key.start_ns.rem_euclid(HOUR_NS),
             ..key
         };
-        match self.open.get_mut(&hour) {
-            Some(open) => open.merge(agg),
-            None => {
-                self.open.insert(hour, agg);
-            }
-        }
+        self.open.merge(hour, agg);
     }
 
     /// Removes and returns the hours whose last window has closed (every hour when `all`).
@@ -42,9 +36,7 @@ impl HourWindows {
         let horizon = now_ns
             .saturating_sub(HOUR_NS)
             .saturating_sub(settings.lateness_ns);
-        self.open
-            .extract_if(|k, _| all || k.start_ns <= horizon)
-            .collect()
+        self.open.take_started_by(horizon, all)
     }
 
     /// Hours currently open.

@@ -95,10 +95,81 @@ impl CounterTrack {
     }
 }
 
+/// Open aggregates by key, and the earliest window start among them: `take_started_by` runs
+/// under the core's write gate at every flush, and skips the scan when nothing can have closed.
+pub struct OpenWindows {
+    map: IdMap<WindowKey, WindowAgg>,
+    /// `i64::MAX` when empty.
+    earliest_start_ns: i64,
+}
+
+impl Default for OpenWindows {
+    fn default() -> Self {
+        OpenWindows {
+            map: IdMap::default(),
+            earliest_start_ns: i64::MAX,
+        }
+    }
+}
+
+impl OpenWindows {
+    /// The aggregate of `key`, made by `new` when absent.
+    pub fn get_or_insert_with(
+        &mut self,
+        key: WindowKey,
+        new: impl FnOnce() -> WindowAgg,
+    ) -> &mut WindowAgg {
+        self.earliest_start_ns = self.earliest_start_ns.min(key.start_ns);
+        self.map.entry(key).or_insert_with(new)
+    }
+
+    /// Merges `agg` into the aggregate of `key` (or keeps it as that aggregate).
+    pub fn merge(&mut self, key: WindowKey, agg: WindowAgg) {
+        match self.map.get_mut(&key) {
+            Some(open) => open.merge(agg),
+            None => {
+                self.earliest_start_ns = self.earliest_start_ns.min(key.start_ns);
+                self.map.insert(key, agg);
+            }
+        }
+    }
+
+    /// Removes and returns the aggregates that start at or before `horizon_ns` (all with
+    /// `all`).
+    pub fn take_started_by(&mut self, horizon_ns: i64, all: bool) -> Vec<(WindowKey, WindowAgg)> {
+        if !all && horizon_ns < self.earliest_start_ns {
+            return Vec::new();
+        }
+        let mut earliest = i64::MAX;
+        let taken = self
+            .map
+            .extract_if(|k, _| {
+                let closed = all || k.start_ns <= horizon_ns;
+                if !closed {
+                    earliest = earliest.min(k.start_ns);
+                }
+                closed
+            })
+            .collect();
+        self.earliest_start_ns = earliest;
+        taken
+    }
+
+    /// Aggregates open.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none is open.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// The open windows of one shard.
 #[derive(Default)]
 pub struct Windows {
-    open: IdMap<WindowKey, WindowAgg>,
+    open: OpenWindows,
     counters: IdMap<u64, CounterTrack>,
 }
 
@@ -127,8 +198,7 @@ impl Windows {
                     key.epoch_ns = self.counter_epoch(p.key.id, epoch, p.time_ns, value);
                 }
                 self.open
-                    .entry(key)
-                    .or_insert_with(|| {
+                    .get_or_insert_with(key, || {
                         WindowAgg::new(counter, (!counter).then(|| settings.digest()), Detail::None)
                     })
                     .add_number(p.time_ns, value);
@@ -142,8 +212,7 @@ impl Windows {
                 key.layout = layout_hash;
                 let (bounds, counts) = (point.layout.bounds, point.bucket_counts);
                 self.open
-                    .entry(key)
-                    .or_insert_with(|| {
+                    .get_or_insert_with(key, || {
                         let detail = Detail::Explicit {
                             bounds: bounds.to_vec(),
                             counts: vec![0; counts.len()],
@@ -177,8 +246,9 @@ impl Windows {
                     ..ExpBuckets::default()
                 };
                 self.open
-                    .entry(key)
-                    .or_insert_with(|| WindowAgg::new(cumulative, None, Detail::Exponential(empty)))
+                    .get_or_insert_with(key, || {
+                        WindowAgg::new(cumulative, None, Detail::Exponential(empty))
+                    })
                     .add_point(
                         p.time_ns,
                         figures(view.count, view.sum, view.min, view.max),
@@ -206,8 +276,7 @@ impl Windows {
                     quantiles: Vec::new(),
                 };
                 self.open
-                    .entry(key)
-                    .or_insert_with(|| WindowAgg::new(true, None, empty))
+                    .get_or_insert_with(key, || WindowAgg::new(true, None, empty))
                     .add_point(p.time_ns, own, |detail, _| {
                         *detail = Detail::Summary { quantiles };
                     });
@@ -248,9 +317,7 @@ impl Windows {
         let horizon = now_ns
             .saturating_sub(settings.window_ns)
             .saturating_sub(settings.lateness_ns);
-        self.open
-            .extract_if(|k, _| all || k.start_ns <= horizon)
-            .collect()
+        self.open.take_started_by(horizon, all)
     }
 
     /// Windows currently open.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import warnings
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,26 @@ async def open_database(config: Config) -> Database:
     finally:
         await conn.close()
     return database
+
+
+@contextlib.asynccontextmanager
+async def reading_connection(config: Config) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for a command that reads (``tidegate query``, ``trace``): the embedded
+    server is started when no DSN is set, and released afterwards."""
+    database = await open_database(config)
+    try:
+        try:
+            conn = await asyncpg.connect(
+                database.dsn, timeout=config.storage.connect_timeout_seconds
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            yield conn
+        finally:
+            await conn.close()
+    finally:
+        await database.close()
 
 
 def start_embedded_server(pgdata: Path, *, keep_data: bool = True) -> Any:

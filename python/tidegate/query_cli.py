@@ -8,11 +8,9 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-import asyncpg
-
 from tidegate.config import Config
-from tidegate.database import open_database
-from tidegate.errors import QueryError, StorageError
+from tidegate.database import reading_connection
+from tidegate.errors import QueryError
 from tidegate.query import (
     FORMATS,
     QueryResult,
@@ -65,13 +63,7 @@ def run(args: argparse.Namespace, config: Config) -> str:
     agg = None if args.raw else parse_aggregation(args.agg, args.q)
 
     async def execute() -> QueryResult:
-        database = await open_database(config)
-        try:
-            conn = await asyncpg.connect(database.dsn)
-        except (OSError, asyncpg.PostgresError) as exc:
-            await database.close()
-            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
-        try:
+        async with reading_connection(config) as conn:
             if agg is None:
                 return await raw_points(conn, selector, span)
             return await aggregate(
@@ -84,8 +76,5 @@ def run(args: argparse.Namespace, config: Config) -> str:
                 lateness_seconds=config.rollups.lateness_seconds,
                 now=now,
             )
-        finally:
-            await conn.close()
-            await database.close()
 
     return render(asyncio.run(execute()), args.format)

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import asyncpg
 
 from tidegate.config import Config
-from tidegate.database import open_database
-from tidegate.errors import QueryError, StorageError
+from tidegate.database import reading_connection
+from tidegate.errors import QueryError
 from tidegate.object_store import ObjectStore
 from tidegate.query.timespec import parse_duration, parse_time
 from tidegate.trace_render import search_table, waterfall
@@ -96,18 +96,11 @@ def _with_storage(
     config: Config, work: Callable[[asyncpg.Connection, ObjectStore], Awaitable[T]]
 ) -> T:
     async def execute() -> T:
-        database = await open_database(config)
-        try:
-            conn = await asyncpg.connect(database.dsn)
-        except (OSError, asyncpg.PostgresError) as exc:
-            await database.close()
-            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
-        store = await open_trace_store(config)
-        try:
-            return await work(conn, store)
-        finally:
-            await store.close()
-            await conn.close()
-            await database.close()
+        async with reading_connection(config) as conn:
+            store = await open_trace_store(config)
+            try:
+                return await work(conn, store)
+            finally:
+                await store.close()
 
     return asyncio.run(execute())

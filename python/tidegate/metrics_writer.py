@@ -19,6 +19,7 @@ from tidegate._core import ExportSummary, MetricsBatch, MetricsCore
 from tidegate.config import Config
 from tidegate.partitions import ensure_days
 from tidegate.telemetry import Telemetry
+from tidegate.write_retry import TRANSIENT_ERRORS, Backoff, refuses_the_data
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,6 @@ POINT_TABLES = (
     ("summary_points_copy", "summary_points"),
     ("rollups_copy", "rollups"),
 )
-# Client-side failures after which the same batch may succeed on a new connection
-# (PostgreSQL's own errors are classified by SQLSTATE below).
-TRANSIENT_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError)
-MAX_BACKOFF_SECONDS = 10.0
-# SQLSTATE classes in which PostgreSQL refuses the data itself (22 data exception, 23 integrity
-# constraint violation, 54 program limit exceeded). Everything else (restarts, failovers, a
-# full disk, a wrong password) is retried: dropping would lose data the database could take.
-DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
 # Bounds every statement, so that a PostgreSQL that stops answering cannot hang the writer.
 COMMAND_TIMEOUT_SECONDS = 120.0
 
@@ -155,7 +148,7 @@ class MetricsWriter:
 
     async def _write_with_retry(self, batch: MetricsBatch) -> None:
         tm = self._telemetry
-        backoff = 0.1
+        backoff = Backoff()
         while True:
             if self._gave_up:
                 # Shutdown already waited its time for PostgreSQL: don't wait again per batch.
@@ -165,7 +158,7 @@ class MetricsWriter:
             try:
                 await self._write(batch)
             except asyncpg.PostgresError as exc:
-                if exc.sqlstate is not None and exc.sqlstate[:2] in DATA_ERROR_CLASSES:
+                if refuses_the_data(exc):
                     # PostgreSQL refused the data itself: retrying the same batch cannot help.
                     tm.copy_batches.labels("failed").inc()
                     self._drop(batch, "storage_rejected", exc)
@@ -190,20 +183,17 @@ class MetricsWriter:
                 self._gave_up = True
                 continue
             await asyncio.sleep(retry_in)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
-    async def _before_retry(self, exc: BaseException, backoff: float) -> float | None:
+    async def _before_retry(self, exc: BaseException, backoff: Backoff) -> float | None:
         """Count and log a failed attempt; return the delay before the next, or None when
         shutdown has waited long enough for PostgreSQL."""
         self._telemetry.copy_batches.labels("retried").inc()
         await self._reset_connection()
-        if self._stop_deadline is not None:
-            remaining = self._stop_deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            backoff = min(backoff, remaining)
-        log.warning("PostgreSQL write failed (%s); retrying in %.1f s", exc, backoff)
-        return backoff
+        backoff.deadline = self._stop_deadline  # set by stop() even mid-retry
+        delay = backoff.next_delay()
+        if delay is not None:
+            log.warning("PostgreSQL write failed (%s); retrying in %.1f s", exc, delay)
+        return delay
 
     def _drop(self, batch: MetricsBatch, reason: str, exc: BaseException | None) -> None:
         self._core.forget_series(batch)

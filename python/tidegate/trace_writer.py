@@ -20,15 +20,14 @@ from tidegate.config import Config
 from tidegate.object_store import ObjectStore, ObjectStoreError
 from tidegate.partitions import ensure_days
 from tidegate.telemetry import Telemetry
+from tidegate.write_retry import TRANSIENT_ERRORS, Backoff, refuses_the_data
 
 log = logging.getLogger(__name__)
 
 # How often the writer asks the core whether a block is due (size or age).
 POLL_SECONDS = 0.25
-MAX_BACKOFF_SECONDS = 10.0
-# PostgreSQL refused the rows themselves (data exception, integrity, program limit).
-DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
-TRANSIENT_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, ObjectStoreError)
+# The object store's failures are retried like a lost connection.
+RETRIED_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, ObjectStoreError)
 COMMAND_TIMEOUT_SECONDS = 120.0
 
 
@@ -132,17 +131,17 @@ class TraceWriter:
 
     async def _write_with_retry(self, block: TraceBlock) -> None:
         tm = self._telemetry
-        backoff = 0.1
+        backoff = Backoff()
         while True:
             started = time.perf_counter()
             try:
                 await self._write(block)
             except asyncpg.PostgresError as exc:
-                if exc.sqlstate is not None and exc.sqlstate[:2] in DATA_ERROR_CLASSES:
+                if refuses_the_data(exc):
                     self._drop(block, "storage_rejected", exc)
                     return
                 retry = await self._before_retry(exc, backoff)
-            except TRANSIENT_ERRORS as exc:
+            except RETRIED_ERRORS as exc:
                 retry = await self._before_retry(exc, backoff)
             except Exception as exc:  # a bug must not kill the writer and strand the queue
                 log.exception("unexpected error while writing a trace block")
@@ -159,18 +158,15 @@ class TraceWriter:
                 self._drop(block, "storage_unavailable_at_shutdown", None)
                 return
             await asyncio.sleep(retry)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
-    async def _before_retry(self, exc: BaseException, backoff: float) -> float | None:
+    async def _before_retry(self, exc: BaseException, backoff: Backoff) -> float | None:
         self._telemetry.trace_blocks.labels("retried").inc()
         await self._reset_connection()
-        if self._stop_deadline is not None:
-            remaining = self._stop_deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            backoff = min(backoff, remaining)
-        log.warning("trace block write failed (%s); retrying in %.1f s", exc, backoff)
-        return backoff
+        backoff.deadline = self._stop_deadline  # set by stop() even mid-retry
+        delay = backoff.next_delay()
+        if delay is not None:
+            log.warning("trace block write failed (%s); retrying in %.1f s", exc, delay)
+        return delay
 
     def _drop(self, block: TraceBlock, reason: str, exc: BaseException | None) -> None:
         self._telemetry.trace_blocks.labels("failed").inc()

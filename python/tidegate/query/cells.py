@@ -175,6 +175,11 @@ def add_additive_row(cell: Cell, row: Row, shape: SeriesShape) -> None:
     if row["exp_scale"] is not None or row["quantiles"] is not None:
         cell.add(_state(row, shape))
         return
+    _add_common(cell, row, shape)
+
+
+def _add_common(cell: Cell, row: Row, shape: SeriesShape) -> None:
+    """The columns every kind of rollup row has: counts, sum, extremes, digest, buckets."""
     cell.rows += 1
     cell.count += row["count"]
     total = row["sum"]
@@ -193,13 +198,8 @@ def add_additive_row(cell: Cell, row: Row, shape: SeriesShape) -> None:
 
 def _state(row: Row, shape: SeriesShape) -> Cell:
     """One partial row as a cell (before cumulative differences)."""
-    cell = Cell(rows=1, count=row["count"], sum=row["sum"])
-    cell.min = row["min"] if row["min"] is not None else math.inf
-    cell.max = row["max"] if row["max"] is not None else -math.inf
-    if row["digest"] is not None:
-        cell.digests.append(row["digest"])
-    if row["bounds"] is not None:
-        cell.bounds, cell.bucket_counts = tuple(row["bounds"]), list(row["bucket_counts"])
+    cell = Cell()
+    _add_common(cell, row, shape)
     if row["exp_scale"] is not None:
         cell.exp = ExpBuckets(
             row["exp_scale"],
@@ -212,8 +212,6 @@ def _state(row: Row, shape: SeriesShape) -> Cell:
     if row["quantiles"] is not None:
         cell.summary_quantiles = dict(zip(row["quantiles"], row["quantile_values"], strict=True))
         cell.summaries = 1
-    if shape.increments and row["sum"] is not None:
-        cell.increase = row["sum"]
     return cell
 
 

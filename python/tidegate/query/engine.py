@@ -163,6 +163,11 @@ class _Plan:
     # Hour rows cover [start, hour_until); window rows [max(hour_until, start), end).
     hour_until: dt.datetime
 
+    def bucket_of(self, window_start: dt.datetime) -> int | None:
+        """The bucket a window (or hour) starting then falls in; None outside the range."""
+        index = (window_start - self.start) // self.step
+        return index if 0 <= index < self.buckets else None
+
 
 async def aggregate(
     conn: asyncpg.Connection,
@@ -252,8 +257,8 @@ async def _add_numbers(
         plan.end,
     )
     for row in rows:
-        index = (row["bucket_start"] - plan.start) // plan.step
-        if 0 <= index < plan.buckets:
+        index = plan.bucket_of(row["bucket_start"])
+        if index is not None:
             add_grouped_row(group_cells[row["grp"]][index], row)
 
 
@@ -291,14 +296,14 @@ async def _add_rows(
         rows_of_series = per_series.get(s.id, [])
         if not s.shape.cumulative:
             for row in rows_of_series:
-                index = (row["window_start"] - plan.start) // plan.step
-                if 0 <= index < plan.buckets:
+                index = plan.bucket_of(row["window_start"])
+                if index is not None:
                     add_additive_row(cells[index], row, s.shape)
             continue
         windows = merge_partials(rows_of_series, s.shape)
         for window_start, cell in window_cells(windows, s.shape, plan.start, lookback):
-            index = (window_start - plan.start) // plan.step
-            if 0 <= index < plan.buckets:
+            index = plan.bucket_of(window_start)
+            if index is not None:
                 cells[index].add(cell)
 
 

@@ -493,35 +493,9 @@ class S3Store:
         self._stack: contextlib.AsyncExitStack | None = None
 
     @classmethod
-    async def open(
-        cls,
-        bucket: str,
-        prefix: str = "",
-        *,
-        endpoint_url: str | None = None,
-        region: str | None = None,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-        max_attempts: int = 3,
-        max_connections: int = 32,
-        operation_timeout: float = 120.0,
-    ) -> S3Store:
+    async def open(cls, bucket: str, prefix: str = "", **options: Any) -> S3Store:
         """Construct and :meth:`start` a store (same arguments as the constructor)."""
-        store = cls(
-            bucket,
-            prefix,
-            endpoint_url=endpoint_url,
-            region=region,
-            access_key_id=access_key_id,
-            secret_access_key=secret_access_key,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_attempts=max_attempts,
-            max_connections=max_connections,
-            operation_timeout=operation_timeout,
-        )
+        store = cls(bucket, prefix, **options)
         await store.start()
         return store
 

@@ -17,27 +17,33 @@ impl MetricsCore {
     /// Moves every buffered point into a [`Batch`], without closing any window (tests of the
     /// point tables use it); `None` when nothing is buffered.
     pub fn take_batch(&self) -> Option<Batch> {
-        self.take_batch_at(i64::MIN, false)
+        self.take_batch_at(i64::MIN, false, false)
     }
 
     /// Moves every buffered point, and the windows and hours closed by `now_ns` (all of them
-    /// when `flush_all`, at shutdown), into a [`Batch`]; `None` when there is nothing.
+    /// when `flush_all`, at shutdown; every hour when `flush_hours`), into a [`Batch`];
+    /// `None` when there is nothing and no request to account for.
     ///
     /// Under the write gate it only swaps buffers out and picks the closed windows (so that
     /// every request lands entirely in one batch, rollups included); the encoding happens
     /// after the gate is released, so ingests continue meanwhile.
-    pub fn take_batch_at(&self, now_ns: i64, flush_all: bool) -> Option<Batch> {
-        let (chunk_maps, histogram_maps, tables, series, points, mut closed) = {
+    pub fn take_batch_at(&self, now_ns: i64, flush_all: bool, flush_hours: bool) -> Option<Batch> {
+        let mut closed = Vec::new();
+        let mut hour_parts = Vec::new();
+        let mut open_from_seq = u64::MAX;
+        let (chunk_maps, histogram_maps, tables, series, points, seqs) = {
             let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
             let points = self.buffered_points.swap(0, Ordering::Relaxed);
             let series = mem::take(&mut *lock(&self.series));
-            let mut closed = Vec::new();
+            let seqs = mem::take(&mut *lock(&self.seqs));
             let (chunk_maps, histogram_maps): (Vec<ChunkMap>, Vec<HistogramChunkMap>) = self
                 .shards
                 .iter()
                 .map(|s| {
                     let mut shard = lock(s);
                     closed.extend(shard.windows.take_closed(now_ns, &self.rollups, flush_all));
+                    hour_parts.extend(shard.windows.take_hour_parts());
+                    open_from_seq = open_from_seq.min(shard.windows.min_seq());
                     (
                         mem::take(&mut shard.chunks),
                         mem::take(&mut shard.histograms),
@@ -46,7 +52,7 @@ impl MetricsCore {
                 .unzip();
             let tables: [RowBuffer; ROW_TABLES] =
                 std::array::from_fn(|t| mem::take(&mut *lock(&self.tables[t])));
-            (chunk_maps, histogram_maps, tables, series, points, closed)
+            (chunk_maps, histogram_maps, tables, series, points, seqs)
         };
         let mut rollups_copy = Vec::new();
         let mut days: Vec<i64> = closed.iter().map(|(k, _)| utc_day(k.start_ns)).collect();
@@ -57,15 +63,26 @@ impl MetricsCore {
             let mut open_hours = lock(&self.hours);
             closed
                 .into_iter()
+                .chain(hour_parts)
                 .for_each(|(key, agg)| open_hours.absorb(key, agg));
-            open_hours.take_closed(now_ns, &self.rollups, flush_all)
+            let hours = open_hours.take_closed(now_ns, &self.rollups, flush_all || flush_hours);
+            open_from_seq = open_from_seq.min(open_hours.min_seq());
+            hours
         };
-        if points == 0 && series.ids.is_empty() && window_rows == 0 && hours.is_empty() {
+        if points == 0
+            && series.ids.is_empty()
+            && window_rows == 0
+            && hours.is_empty()
+            && seqs.is_empty()
+            && !flush_hours
+        {
             return None;
         }
         days.extend(hours.iter().map(|(k, _)| utc_day(k.start_ns)));
         let mut batch = Batch {
             points,
+            seqs,
+            open_from_seq,
             new_series_ids: series.ids,
             window_rollup_rows: window_rows,
             ..Batch::default()

@@ -13,7 +13,7 @@ use crate::rollup_rows::HourWindows;
 use crate::rows::{self, SeriesRow};
 use crate::series::{Admission, SeriesKey};
 use crate::staged::{self, Limits, Payload, StagedRequest, ROW_TABLES};
-use crate::windows::RollupSettings;
+use crate::windows::{ReplayFilter, RollupSettings};
 
 /// Number of shards; a power of two, well above the number of ingest threads.
 const SHARDS: usize = 16;
@@ -53,6 +53,11 @@ pub struct Batch {
     pub hour_rollup_rows: u64,
     /// Ids of the series first seen in this batch (for `forget_series`).
     pub new_series_ids: Vec<u64>,
+    /// The spool sequence numbers of the requests whose points are in this batch.
+    pub seqs: Vec<u64>,
+    /// The lowest sequence number holding data of a window or hour still open after this
+    /// batch (`u64::MAX` when none): a restart replays rollups from there.
+    pub open_from_seq: u64,
     pub points: u64,
     pub chunk_rows: u64,
     pub histogram_chunk_rows: u64,
@@ -86,6 +91,8 @@ pub struct MetricsCore {
     pub(crate) tables: [Mutex<RowBuffer>; ROW_TABLES],
     pub(crate) series: Mutex<SeriesRows>,
     pub(crate) buffered_points: AtomicU64,
+    /// Spool sequence numbers of the requests buffered since the last `take_batch`.
+    pub(crate) seqs: Mutex<Vec<u64>>,
 }
 
 impl MetricsCore {
@@ -100,6 +107,7 @@ impl MetricsCore {
             tables: Default::default(),
             series: Mutex::default(),
             buffered_points: AtomicU64::new(0),
+            seqs: Mutex::default(),
         }
     }
 
@@ -108,18 +116,31 @@ impl MetricsCore {
         &self.limits
     }
 
-    /// Decodes `bytes` (an `ExportMetricsServiceRequest`) and buffers every valid point.
+    /// Decodes `bytes` (an `ExportMetricsServiceRequest`) and buffers every valid point, as
+    /// a request that is in no spool (sequence number 0).
     pub fn ingest(&self, bytes: &[u8], now_ns: i64) -> Result<IngestOutcome, CoreError> {
+        self.ingest_seq(bytes, now_ns, 0)
+    }
+
+    /// Decodes `bytes`, spool record `seq`, and buffers every valid point; the next batch
+    /// lists `seq`.
+    pub fn ingest_seq(
+        &self,
+        bytes: &[u8],
+        now_ns: i64,
+        seq: u64,
+    ) -> Result<IngestOutcome, CoreError> {
         let mut spare = Vec::new();
         let view = otlp_decode::decode_request(bytes, &mut spare)?;
         let mut staged = decode::stage_request(view, now_ns, &self.limits);
         let collided = {
             let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
-            let (new_series, collided) = self.admit(&staged);
+            let (new_series, collided) = self.admit(&staged, seq);
             self.append_rows(&staged, &collided);
             self.append_series(&staged, &new_series, now_ns);
             let accepted = (staged.points.len() - collided.len()) as u64;
             self.buffered_points.fetch_add(accepted, Ordering::Relaxed);
+            lock(&self.seqs).push(seq);
             collided
         };
         let collision = Reject::new(
@@ -141,10 +162,49 @@ impl MetricsCore {
         })
     }
 
+    /// Replays spool record `seq`, whose raw points a committed batch already holds: its
+    /// points only go back into the windows and hours that `filter` says were still open.
+    /// The request was accepted when it was first ingested, so its rejections are not
+    /// reported again.
+    pub fn replay_rollups(
+        &self,
+        bytes: &[u8],
+        now_ns: i64,
+        seq: u64,
+        filter: &ReplayFilter,
+    ) -> Result<(), CoreError> {
+        let mut spare = Vec::new();
+        let view = otlp_decode::decode_request(bytes, &mut spare)?;
+        let staged = decode::stage_request(view, now_ns, &self.limits);
+        let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+        for (s, run) in self.shard_runs(&staged).iter().enumerate() {
+            if run.is_empty() {
+                continue;
+            }
+            let mut shard = lock(&self.shards[s]);
+            for &i in run {
+                shard
+                    .windows
+                    .add(&staged, i, &self.rollups, seq, Some(filter));
+            }
+        }
+        Ok(())
+    }
+
+    /// The indexes of the staged points per shard, in arrival order (a stable counting sort,
+    /// so that each shard is locked once).
+    fn shard_runs(&self, staged: &StagedRequest) -> Vec<Vec<usize>> {
+        let mut runs: Vec<Vec<usize>> = vec![Vec::new(); SHARDS];
+        for (i, p) in staged.points.iter().enumerate() {
+            runs[shard_of(p.key.id)].push(i);
+        }
+        runs
+    }
+
     /// Registers series and appends Gauge, Sum and histogram points to chunks, shard by shard.
     /// Returns the indexes (into `staged.points`) of the first point of each new series and of
     /// the points rejected for an id collision.
-    fn admit(&self, staged: &StagedRequest) -> (Vec<usize>, Vec<usize>) {
+    fn admit(&self, staged: &StagedRequest, seq: u64) -> (Vec<usize>, Vec<usize>) {
         let points = &staged.points;
         // Stable counting sort by shard: one lock per shard, arrival order kept within a series.
         let mut starts = [0usize; SHARDS + 1];
@@ -206,7 +266,7 @@ impl MetricsCore {
                     }
                     Payload::Row { .. } => {}
                 }
-                shard.windows.add(staged, i, &self.rollups);
+                shard.windows.add(staged, i, &self.rollups, seq, None);
             }
         }
         collided.sort_unstable();

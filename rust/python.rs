@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use crate::error::CoreError;
 use crate::ingest;
 use crate::staged::Limits;
-use crate::windows::{RollupSettings as Settings, NS_PER_SECOND};
+use crate::windows::{ReplayFilter, RollupSettings as Settings, NS_PER_SECOND};
 
 pub use crate::python_tdigest::TDigest;
 
@@ -258,6 +258,10 @@ pub struct MetricsBatch {
     hour_rollup_rows: u64,
     #[pyo3(get)]
     days: Vec<i64>,
+    #[pyo3(get)]
+    seqs: Vec<u64>,
+    #[pyo3(get)]
+    open_from_seq: u64,
     new_series_ids: Vec<u64>,
 }
 
@@ -284,16 +288,18 @@ impl MetricsCore {
         }
     }
 
+    #[pyo3(signature = (request, now_ns, seq = 0))]
     fn ingest(
         &self,
         py: Python<'_>,
         request: &Bound<'_, PyBytes>,
         now_ns: i64,
+        seq: u64,
     ) -> PyResult<ExportSummary> {
         // Sound to use across `detach`: `bytes` objects are immutable and `request` keeps this
         // one alive until we return.
         let bytes = request.as_bytes();
-        let outcome = without_gil(py, || self.inner.ingest(bytes, now_ns))?;
+        let outcome = without_gil(py, || self.inner.ingest_seq(bytes, now_ns, seq))?;
         Ok(ExportSummary {
             accepted_points: outcome.accepted_points,
             rejected_points: outcome.rejected_points,
@@ -303,9 +309,42 @@ impl MetricsCore {
         })
     }
 
-    #[pyo3(signature = (now_ns, *, flush_all = false))]
-    fn take_batch(&self, py: Python<'_>, now_ns: i64, flush_all: bool) -> Option<MetricsBatch> {
-        let batch = without_gil(py, || self.inner.take_batch_at(now_ns, flush_all))?;
+    /// Replays a spool record whose raw points are committed: see `ReplayFilter`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (request, now_ns, seq, *, closed_at_ns, hours_flushed_at_ns, in_hour_flush))]
+    fn replay_rollups(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyBytes>,
+        now_ns: i64,
+        seq: u64,
+        closed_at_ns: i64,
+        hours_flushed_at_ns: i64,
+        in_hour_flush: bool,
+    ) -> PyResult<()> {
+        let bytes = request.as_bytes();
+        let filter = ReplayFilter {
+            closed_at_ns,
+            hours_flushed_at_ns,
+            in_hour_flush,
+        };
+        without_gil(py, || {
+            self.inner.replay_rollups(bytes, now_ns, seq, &filter)
+        })?;
+        Ok(())
+    }
+
+    #[pyo3(signature = (now_ns, *, flush_all = false, flush_hours = false))]
+    fn take_batch(
+        &self,
+        py: Python<'_>,
+        now_ns: i64,
+        flush_all: bool,
+        flush_hours: bool,
+    ) -> Option<MetricsBatch> {
+        let batch = without_gil(py, || {
+            self.inner.take_batch_at(now_ns, flush_all, flush_hours)
+        })?;
         let bytes = |b: &[u8]| PyBytes::new(py, b).unbind();
         Some(MetricsBatch {
             series_copy: bytes(&batch.series_copy),
@@ -322,6 +361,8 @@ impl MetricsCore {
             window_rollup_rows: batch.window_rollup_rows,
             hour_rollup_rows: batch.hour_rollup_rows,
             days: batch.days,
+            seqs: batch.seqs,
+            open_from_seq: batch.open_from_seq,
             new_series_ids: batch.new_series_ids,
         })
     }

@@ -68,6 +68,8 @@ pub struct TraceBlock {
     spans: u64,
     #[pyo3(get)]
     days: Vec<i64>,
+    #[pyo3(get)]
+    seqs: Vec<u64>,
 }
 
 /// Decodes OTLP trace requests and cuts their spans into blocks.
@@ -85,15 +87,17 @@ impl TraceCore {
         }
     }
 
+    #[pyo3(signature = (request, now_ns, seq = 0))]
     fn ingest(
         &self,
         py: Python<'_>,
         request: &Bound<'_, PyBytes>,
         now_ns: i64,
+        seq: u64,
     ) -> PyResult<TraceExportSummary> {
         // `bytes` objects are immutable and `request` keeps this one alive until we return.
         let bytes = request.as_bytes();
-        let outcome = without_gil(py, || self.inner.ingest(bytes, now_ns))?;
+        let outcome = without_gil(py, || self.inner.ingest_seq(bytes, now_ns, seq))?;
         Ok(TraceExportSummary {
             accepted_spans: outcome.accepted_spans,
             rejected_spans: outcome.rejected_spans,
@@ -116,6 +120,7 @@ impl TraceCore {
             traces: block.traces,
             spans: block.spans,
             days: block.days,
+            seqs: block.seqs,
         })
     }
 

@@ -2,7 +2,9 @@
 
 use crate::copy_binary::{write_header, write_trailer, Tuple};
 use crate::window_agg::{Detail, WindowAgg};
-use crate::windows::{OpenWindows, RollupSettings, WindowKey, HOUR_NS, NS_PER_SECOND};
+use crate::windows::{
+    hour_horizon, OpenWindows, RollupSettings, WindowKey, HOUR_NS, NS_PER_SECOND,
+};
 
 /// The quantiles precomputed into columns `p50` … `p999`, for plain SQL readers.
 pub const PRECOMPUTED_QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
@@ -33,10 +35,13 @@ impl HourWindows {
         settings: &RollupSettings,
         all: bool,
     ) -> Vec<(WindowKey, WindowAgg)> {
-        let horizon = now_ns
-            .saturating_sub(HOUR_NS)
-            .saturating_sub(settings.lateness_ns);
-        self.open.take_started_by(horizon, all)
+        self.open
+            .take_started_by(hour_horizon(now_ns, settings), all)
+    }
+
+    /// No spool record below this one holds data of an open hour (`u64::MAX` when none).
+    pub fn min_seq(&self) -> u64 {
+        self.open.min_seq()
     }
 
     /// Hours currently open.

@@ -1,5 +1,7 @@
 //! `TraceCore`: accepted spans wait per trace until a block is cut (by size or age); then each
 //! trace becomes one zstd frame, the frames one block, and every frame one `trace_index` row.
+//! A block takes every waiting span, so each request lands in exactly one block and a block's
+//! commit covers whole spool records.
 
 use std::collections::HashMap;
 use std::mem;
@@ -58,17 +60,12 @@ pub struct TraceBlock {
     pub spans: u64,
     /// Sorted distinct UTC days of the index rows.
     pub days: Vec<i64>,
+    /// The spool sequence numbers of the requests whose spans are in this block.
+    pub seqs: Vec<u64>,
 }
 
 /// The encoded `TracesData` fragments of one trace waiting for a block, and their summary.
 type Waiting = (Vec<u8>, TraceSummary);
-
-/// Traces taken out of the queue for one block.
-struct Taken {
-    traces: Vec<(TraceId, Waiting)>,
-    bytes: usize,
-    spans: u64,
-}
 
 #[derive(Default)]
 struct Pending {
@@ -76,6 +73,7 @@ struct Pending {
     bytes: usize,
     spans: u64,
     oldest_ns: Option<i64>,
+    seqs: Vec<u64>,
 }
 
 /// Thread-safe: `ingest` runs on several decode threads; the lock is held only to append
@@ -96,11 +94,23 @@ impl TraceCore {
         }
     }
 
-    /// Decodes an `ExportTraceServiceRequest` and queues its valid spans for the next block.
+    /// Decodes an `ExportTraceServiceRequest` and queues its valid spans for the next block,
+    /// as a request that is in no spool (sequence number 0).
     pub fn ingest(&self, bytes: &[u8], now_ns: i64) -> Result<TraceIngestOutcome, CoreError> {
+        self.ingest_seq(bytes, now_ns, 0)
+    }
+
+    /// Decodes spool record `seq` and queues its valid spans; the next block lists `seq`.
+    pub fn ingest_seq(
+        &self,
+        bytes: &[u8],
+        now_ns: i64,
+        seq: u64,
+    ) -> Result<TraceIngestOutcome, CoreError> {
         let staged = stage(bytes)?;
         {
             let mut pending = lock(&self.pending);
+            pending.seqs.push(seq);
             pending.oldest_ns.get_or_insert(now_ns);
             pending.spans += staged.accepted;
             for fragment in staged.fragments {
@@ -142,21 +152,24 @@ impl TraceCore {
         lock(&self.pending).spans
     }
 
-    /// Cuts a block (when one is due, or always with `force`) of waiting traces up to
-    /// `block_max_bytes`; the rest keep waiting for the next block, so blocks stay near the
-    /// configured size under any load. `None` when nothing waits or nothing is due.
+    /// Cuts a block of every waiting trace (when one is due, or always with `force`); `None`
+    /// when nothing waits or nothing is due. A block is at least `block_max_bytes` (before
+    /// compression) or `block_max_age` old, plus what arrived since the last check.
     pub fn take_block(&self, now_ns: i64, force: bool) -> Option<TraceBlock> {
         if !force && !self.block_due(now_ns) {
             return None;
         }
-        let Taken {
-            mut traces,
+        let Pending {
+            traces,
             bytes,
             spans,
-        } = self.take_up_to_max();
-        if traces.is_empty() {
+            seqs,
+            ..
+        } = mem::take(&mut *lock(&self.pending));
+        if traces.is_empty() && seqs.is_empty() {
             return None;
         }
+        let mut traces: Vec<(TraceId, Waiting)> = traces.into_iter().collect();
         traces.sort_unstable_by_key(|t| t.0);
         let mut data = Vec::with_capacity(bytes / 3);
         let mut frames = Vec::with_capacity(traces.len());
@@ -191,45 +204,8 @@ impl TraceCore {
             traces: frames.len() as u64,
             spans,
             days,
+            seqs,
         })
-    }
-
-    /// Removes waiting traces until they reach `block_max_bytes` (all of them when fewer);
-    /// returns them with their bytes and spans.
-    fn take_up_to_max(&self) -> Taken {
-        let mut pending = lock(&self.pending);
-        if pending.bytes <= self.settings.block_max_bytes {
-            let all = mem::take(&mut *pending);
-            return Taken {
-                traces: all.traces.into_iter().collect(),
-                bytes: all.bytes,
-                spans: all.spans,
-            };
-        }
-        let mut chosen = Vec::new();
-        let mut bytes = 0;
-        for id in pending.traces.keys() {
-            if bytes >= self.settings.block_max_bytes {
-                break;
-            }
-            bytes += pending.traces[id].1.span_bytes;
-            chosen.push(*id);
-        }
-        let mut taken = Vec::with_capacity(chosen.len());
-        let mut spans = 0u64;
-        for id in chosen {
-            if let Some(entry) = pending.traces.remove(&id) {
-                spans += u64::from(entry.1.spans);
-                taken.push((id, entry));
-            }
-        }
-        pending.bytes -= bytes;
-        pending.spans -= spans;
-        Taken {
-            traces: taken,
-            bytes,
-            spans,
-        }
     }
 }
 

@@ -72,6 +72,9 @@ pub struct WindowAgg {
     /// Additive gauges and sums only.
     pub digest: Option<TDigest>,
     pub detail: Detail,
+    /// The lowest spool sequence number of the requests merged in (`u64::MAX` when none is
+    /// known): a restart replays the spool from the lowest one of every open aggregate.
+    pub min_seq: u64,
 }
 
 impl WindowAgg {
@@ -90,6 +93,7 @@ impl WindowAgg {
             last_value: f64::NAN,
             digest,
             detail,
+            min_seq: u64::MAX,
         }
     }
 
@@ -136,6 +140,7 @@ impl WindowAgg {
     /// Merges another partial of the same key.
     pub fn merge(&mut self, other: WindowAgg) {
         let other_is_newer = other.last_ns >= self.last_ns;
+        self.min_seq = self.min_seq.min(other.min_seq);
         self.points += other.points;
         if other.first_ns < self.first_ns {
             self.first_ns = other.first_ns;

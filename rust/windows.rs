@@ -95,12 +95,16 @@ impl CounterTrack {
     }
 }
 
-/// Open aggregates by key, and the earliest window start among them: `take_started_by` runs
-/// under the core's write gate at every flush, and skips the scan when nothing can have closed.
+/// Open aggregates by key, the earliest window start among them and the lowest spool
+/// sequence number merged into them: `take_started_by` runs under the core's write gate at
+/// every flush, and skips the scan when nothing can have closed.
 pub struct OpenWindows {
     map: IdMap<WindowKey, WindowAgg>,
     /// `i64::MAX` when empty.
     earliest_start_ns: i64,
+    /// A lower bound of the aggregates' `min_seq` (exact after every scan); `u64::MAX` when
+    /// empty.
+    min_seq: u64,
 }
 
 impl Default for OpenWindows {
@@ -108,23 +112,30 @@ impl Default for OpenWindows {
         OpenWindows {
             map: IdMap::default(),
             earliest_start_ns: i64::MAX,
+            min_seq: u64::MAX,
         }
     }
 }
 
 impl OpenWindows {
-    /// The aggregate of `key`, made by `new` when absent.
+    /// The aggregate of `key`, made by `new` when absent, noted as holding data of spool
+    /// record `seq`.
     pub fn get_or_insert_with(
         &mut self,
         key: WindowKey,
+        seq: u64,
         new: impl FnOnce() -> WindowAgg,
     ) -> &mut WindowAgg {
         self.earliest_start_ns = self.earliest_start_ns.min(key.start_ns);
-        self.map.entry(key).or_insert_with(new)
+        self.min_seq = self.min_seq.min(seq);
+        let agg = self.map.entry(key).or_insert_with(new);
+        agg.min_seq = agg.min_seq.min(seq);
+        agg
     }
 
     /// Merges `agg` into the aggregate of `key` (or keeps it as that aggregate).
     pub fn merge(&mut self, key: WindowKey, agg: WindowAgg) {
+        self.min_seq = self.min_seq.min(agg.min_seq);
         match self.map.get_mut(&key) {
             Some(open) => open.merge(agg),
             None => {
@@ -141,18 +152,27 @@ impl OpenWindows {
             return Vec::new();
         }
         let mut earliest = i64::MAX;
+        let mut min_seq = u64::MAX;
         let taken = self
             .map
-            .extract_if(|k, _| {
+            .extract_if(|k, agg| {
                 let closed = all || k.start_ns <= horizon_ns;
                 if !closed {
                     earliest = earliest.min(k.start_ns);
+                    min_seq = min_seq.min(agg.min_seq);
                 }
                 closed
             })
             .collect();
         self.earliest_start_ns = earliest;
+        self.min_seq = min_seq;
         taken
+    }
+
+    /// No spool record below this one holds data of an open aggregate (`u64::MAX` when none
+    /// is open).
+    pub fn min_seq(&self) -> u64 {
+        self.min_seq
     }
 
     /// Aggregates open.
@@ -166,21 +186,92 @@ impl OpenWindows {
     }
 }
 
+/// Where a replayed point of a request whose raw points were already committed goes: the
+/// checkpoint of that commit says which of its windows and hours were written then.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayFilter {
+    /// The flush time of the last committed batch (`i64::MAX` when it wrote every window).
+    pub closed_at_ns: i64,
+    /// The last flush that wrote every open hour (`i64::MIN` when none did).
+    pub hours_flushed_at_ns: i64,
+    /// Whether the request's points were committed by that hour flush.
+    pub in_hour_flush: bool,
+}
+
+/// Which open aggregate a point goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Its window (every point of a live request).
+    Window,
+    /// A window that was already written but whose hour was not: it only feeds the hour.
+    HourPart,
+}
+
+impl ReplayFilter {
+    /// Where a point of window `start_ns` goes, or `None` when the committed batches wrote
+    /// it (window row and hour row alike).
+    pub fn target(&self, start_ns: i64, settings: &RollupSettings) -> Option<Target> {
+        let window_closed_by = |at: i64| start_ns <= window_horizon(at, settings);
+        if !window_closed_by(self.closed_at_ns) {
+            return Some(Target::Window);
+        }
+        let hour_start = start_ns - start_ns.rem_euclid(HOUR_NS);
+        if hour_start <= hour_horizon(self.closed_at_ns, settings) {
+            return None;
+        }
+        if self.in_hour_flush && window_closed_by(self.hours_flushed_at_ns) {
+            return None;
+        }
+        Some(Target::HourPart)
+    }
+}
+
+/// Windows starting at or before this have closed by `now_ns`.
+pub fn window_horizon(now_ns: i64, settings: &RollupSettings) -> i64 {
+    now_ns
+        .saturating_sub(settings.window_ns)
+        .saturating_sub(settings.lateness_ns)
+}
+
+/// Hours starting at or before this have closed by `now_ns`.
+pub fn hour_horizon(now_ns: i64, settings: &RollupSettings) -> i64 {
+    now_ns
+        .saturating_sub(HOUR_NS)
+        .saturating_sub(settings.lateness_ns)
+}
+
 /// The open windows of one shard.
 #[derive(Default)]
 pub struct Windows {
     open: OpenWindows,
+    /// Replayed windows already written whose hour is still open (see [`ReplayFilter`]).
+    hour_parts: OpenWindows,
     counters: IdMap<u64, CounterTrack>,
 }
 
 impl Windows {
-    /// Adds the accepted point `staged.points[i]` to its window.
-    pub fn add(&mut self, staged: &StagedRequest<'_>, i: usize, settings: &RollupSettings) {
+    /// Adds the accepted point `staged.points[i]`, of spool record `seq`, to its window, or
+    /// where `replay` says (nowhere when its window and hour were written).
+    pub fn add(
+        &mut self,
+        staged: &StagedRequest<'_>,
+        i: usize,
+        settings: &RollupSettings,
+        seq: u64,
+        replay: Option<&ReplayFilter>,
+    ) {
         let p = &staged.points[i];
+        let start_ns = settings.window_start(p.time_ns);
+        let target = match replay {
+            None => Target::Window,
+            Some(filter) => match filter.target(start_ns, settings) {
+                Some(target) => target,
+                None => return,
+            },
+        };
         let metric = staged.metric(p.origin);
         let view = &staged.view.points[p.origin.point as usize];
         let cumulative = metric.temporality == CUMULATIVE;
-        let start_ns = settings.window_start(p.time_ns);
         let mut key = WindowKey {
             series: p.key.id,
             start_ns,
@@ -197,8 +288,8 @@ impl Windows {
                 if counter {
                     key.epoch_ns = self.counter_epoch(p.key.id, epoch, p.time_ns, value);
                 }
-                self.open
-                    .get_or_insert_with(key, || {
+                self.map(target)
+                    .get_or_insert_with(key, seq, || {
                         WindowAgg::new(counter, (!counter).then(|| settings.digest()), Detail::None)
                     })
                     .add_number(p.time_ns, value);
@@ -211,8 +302,8 @@ impl Windows {
                 key.epoch_ns = if cumulative { epoch } else { 0 };
                 key.layout = layout_hash;
                 let (bounds, counts) = (point.layout.bounds, point.bucket_counts);
-                self.open
-                    .get_or_insert_with(key, || {
+                self.map(target)
+                    .get_or_insert_with(key, seq, || {
                         let detail = Detail::Explicit {
                             bounds: bounds.to_vec(),
                             counts: vec![0; counts.len()],
@@ -245,8 +336,8 @@ impl Windows {
                     scale: buckets.scale,
                     ..ExpBuckets::default()
                 };
-                self.open
-                    .get_or_insert_with(key, || {
+                self.map(target)
+                    .get_or_insert_with(key, seq, || {
                         WindowAgg::new(cumulative, None, Detail::Exponential(empty))
                     })
                     .add_point(
@@ -275,12 +366,19 @@ impl Windows {
                 let empty = Detail::Summary {
                     quantiles: Vec::new(),
                 };
-                self.open
-                    .get_or_insert_with(key, || WindowAgg::new(true, None, empty))
+                self.map(target)
+                    .get_or_insert_with(key, seq, || WindowAgg::new(true, None, empty))
                     .add_point(p.time_ns, own, |detail, _| {
                         *detail = Detail::Summary { quantiles };
                     });
             }
+        }
+    }
+
+    fn map(&mut self, target: Target) -> &mut OpenWindows {
+        match target {
+            Target::Window => &mut self.open,
+            Target::HourPart => &mut self.hour_parts,
         }
     }
 
@@ -314,20 +412,28 @@ impl Windows {
         settings: &RollupSettings,
         all: bool,
     ) -> Vec<(WindowKey, WindowAgg)> {
-        let horizon = now_ns
-            .saturating_sub(settings.window_ns)
-            .saturating_sub(settings.lateness_ns);
-        self.open.take_started_by(horizon, all)
+        self.open
+            .take_started_by(window_horizon(now_ns, settings), all)
+    }
+
+    /// Removes and returns every replayed hour part.
+    pub fn take_hour_parts(&mut self) -> Vec<(WindowKey, WindowAgg)> {
+        self.hour_parts.take_started_by(i64::MAX, true)
+    }
+
+    /// No spool record below this one holds data of an open window (`u64::MAX` when none).
+    pub fn min_seq(&self) -> u64 {
+        self.open.min_seq().min(self.hour_parts.min_seq())
     }
 
     /// Windows currently open.
     pub fn len(&self) -> usize {
-        self.open.len()
+        self.open.len() + self.hour_parts.len()
     }
 
     /// Whether no window is open.
     pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
+        self.open.is_empty() && self.hour_parts.is_empty()
     }
 }
 

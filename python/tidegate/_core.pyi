@@ -125,6 +125,13 @@ class MetricsBatch:
     @property
     def days(self) -> list[int]:
         """UTC days (days since 1970-01-01) that rows of this batch fall in, sorted."""
+    @property
+    def seqs(self) -> list[int]:
+        """Spool sequence numbers of the requests whose points are in this batch."""
+    @property
+    def open_from_seq(self) -> int:
+        """The lowest sequence number holding data of a window or hour still open after
+        this batch (2**64 - 1 when none): a restart replays rollups from there."""
 
 @final
 class MetricsCore:
@@ -134,14 +141,32 @@ class MetricsCore:
     """
 
     def __new__(cls, limits: CoreLimits, rollups: RollupSettings) -> Self: ...
-    def ingest(self, request: bytes, now_ns: int) -> ExportSummary:
-        """Decode ``ExportMetricsServiceRequest`` bytes and buffer every valid point.
+    def ingest(self, request: bytes, now_ns: int, seq: int = 0) -> ExportSummary:
+        """Decode ``ExportMetricsServiceRequest`` bytes (spool record ``seq``) and buffer
+        every valid point; the next batch lists ``seq``.
 
         Raises ``DecodeError`` when the bytes are not a decodable request.
         """
-    def take_batch(self, now_ns: int, *, flush_all: bool = False) -> MetricsBatch | None:
+    def replay_rollups(
+        self,
+        request: bytes,
+        now_ns: int,
+        seq: int,
+        *,
+        closed_at_ns: int,
+        hours_flushed_at_ns: int,
+        in_hour_flush: bool,
+    ) -> None:
+        """Replay a spool record whose raw points a committed batch holds: its points go
+        back only into the windows and hours that were open at that commit (the batch taken
+        at ``closed_at_ns``; the last one that flushed every hour was taken at
+        ``hours_flushed_at_ns``, and covered this record when ``in_hour_flush``)."""
+    def take_batch(
+        self, now_ns: int, *, flush_all: bool = False, flush_hours: bool = False
+    ) -> MetricsBatch | None:
         """Move every buffered point, and the windows and hours closed by ``now_ns`` (all of
-        them with ``flush_all``), into a batch of COPY payloads; ``None`` when empty."""
+        them with ``flush_all``; every hour with ``flush_hours``), into a batch of COPY
+        payloads; ``None`` when there is nothing and no request to account for."""
     def forget_series(self, batch: MetricsBatch) -> None:
         """Forget the series first seen in ``batch`` (its write failed), so that the next
         batch that carries them inserts them again."""
@@ -254,6 +279,9 @@ class TraceBlock:
     @property
     def days(self) -> list[int]:
         """UTC days (since 1970-01-01) of the index rows, sorted."""
+    @property
+    def seqs(self) -> list[int]:
+        """Spool sequence numbers of the requests whose spans are in this block."""
 
 @final
 class TraceCore:
@@ -261,13 +289,15 @@ class TraceCore:
     frame per trace. Thread-safe: ``ingest`` releases the GIL."""
 
     def __new__(cls, settings: TraceSettings) -> Self: ...
-    def ingest(self, request: bytes, now_ns: int) -> TraceExportSummary:
-        """Decode ``ExportTraceServiceRequest`` bytes and queue every valid span.
+    def ingest(self, request: bytes, now_ns: int, seq: int = 0) -> TraceExportSummary:
+        """Decode ``ExportTraceServiceRequest`` bytes (spool record ``seq``) and queue every
+        valid span; the block that takes them lists ``seq``.
 
         Raises ``DecodeError`` when the bytes are not a decodable request."""
     def block_due(self, now_ns: int) -> bool: ...
     def take_block(self, now_ns: int, *, force: bool = False) -> TraceBlock | None:
-        """Cut a block of everything waiting when one is due (always with ``force``)."""
+        """Cut a block of everything waiting when one is due (always with ``force``);
+        ``None`` when nothing waits."""
     @property
     def pending_spans(self) -> int: ...
 

@@ -12,6 +12,7 @@ mod test_differential;
 mod test_histogram_chunks;
 mod test_ingest;
 mod test_rejections;
+mod test_replay;
 mod test_series;
 mod test_speed;
 mod test_tdigest;

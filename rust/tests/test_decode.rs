@@ -20,7 +20,12 @@ fn empty_request_is_valid() {
     let out = core.ingest(b"", NOW).unwrap();
     assert_eq!((out.accepted_points, out.rejected_points), (0, 0));
     assert!(out.response.is_empty() && out.error_message.is_empty());
-    assert!(core.take_batch().is_none());
+    // Nothing to store, but the request is accounted for (its spool record can be released).
+    let batch = core.take_batch().unwrap();
+    assert_eq!(
+        (batch.points, batch.chunk_rows, batch.seqs),
+        (0, 0, vec![0])
+    );
 }
 
 #[test]

@@ -253,7 +253,11 @@ fn id_collision_is_counted_and_rejected_never_merged() {
     assert_eq!(core.series_collisions(), 2);
     core.ingest(&bytes, NOW).unwrap();
     assert_eq!(core.series_collisions(), 2, "distinct ids");
-    assert!(core.take_batch().is_none());
+    let batch = core.take_batch().unwrap();
+    assert_eq!(
+        (batch.points, batch.chunk_rows, batch.series_copy.len()),
+        (0, 0, 0)
+    );
 }
 
 #[test]

@@ -101,26 +101,20 @@ fn spans_of_one_trace_from_two_requests_come_back_together() {
 }
 
 #[test]
-fn blocks_are_cut_at_the_size_limit_and_the_rest_waits() {
+fn a_block_is_due_at_the_size_limit_and_takes_whole_requests() {
     let core = TraceCore::new(settings(2_000));
-    for trace in 1..=40u8 {
-        core.ingest(&request("api", vec![span(trace, 1, None, "root")]), NOW)
-            .unwrap();
+    let mut seq = 0;
+    while !core.block_due(NOW) {
+        seq += 1;
+        let spans = (0..3).map(|i| span(seq as u8, i + 1, None, "op")).collect();
+        core.ingest_seq(&request("api", spans), NOW, seq).unwrap();
     }
-    let mut spans = 0;
-    let mut blocks = 0;
-    while let Some(block) = core.take_block(NOW, false) {
-        assert!(block.spans < 40, "one block would hold everything");
-        spans += block.spans;
-        blocks += 1;
-    }
-    // What is left is under the size limit: not due by size, only by age or force.
-    if let Some(rest) = core.take_block(NOW, true) {
-        spans += rest.spans;
-        blocks += 1;
-    }
-    assert_eq!(spans, 40);
-    assert!(blocks >= 2);
+    assert!(seq > 1, "a few requests fit under the limit");
+    let block = core.take_block(NOW, false).unwrap();
+    assert_eq!(block.spans, 3 * seq);
+    assert_eq!(block.seqs, (1..=seq).collect::<Vec<_>>());
+    assert_eq!(core.pending_spans(), 0);
+    assert!(core.take_block(NOW, true).is_none());
 }
 
 #[test]

@@ -244,7 +244,7 @@ fn gauge_windows_close_by_the_clock() {
     assert_eq!(core.open_windows(), 3);
 
     // Windows 0 and 1 close exactly at window 1's end + lateness; window 2 stays open.
-    let batch = core.take_batch_at(closes(window(1)), false).unwrap();
+    let batch = core.take_batch_at(closes(window(1)), false, false).unwrap();
     assert_eq!(batch.points, all.len() as u64);
     assert_eq!(batch.days, vec![HOUR0.div_euclid(86_400 * S)]);
     let (rows, hours) = rollups(&batch);
@@ -258,22 +258,24 @@ fn gauge_windows_close_by_the_clock() {
     assert_eq!(core.open_windows(), 2);
 
     // One nanosecond early: nothing closes, and nothing else is buffered.
-    assert!(core.take_batch_at(closes(window(2)) - 1, false).is_none());
+    assert!(core
+        .take_batch_at(closes(window(2)) - 1, false, false)
+        .is_none());
     assert_eq!(core.open_windows(), 2);
 
-    let batch = core.take_batch_at(closes(window(2)), false).unwrap();
+    let batch = core.take_batch_at(closes(window(2)), false, false).unwrap();
     let (rows, hours) = rollups(&batch);
     assert_eq!((rows.len(), hours.len()), (1, 0));
     check_number_row(&rows[0], window(2), 60, &windows[2]);
     assert_eq!(core.open_windows(), 1, "the hour");
 
     // flush_all writes the open hour long before it closes.
-    let batch = core.take_batch_at(closes(window(2)), true).unwrap();
+    let batch = core.take_batch_at(closes(window(2)), true, false).unwrap();
     let (rows, hours) = rollups(&batch);
     assert_eq!((rows.len(), hours.len()), (0, 1));
     check_number_row(&hours[0], HOUR0, 3600, &all);
     assert_eq!(core.open_windows(), 0);
-    assert!(core.take_batch_at(i64::MAX, true).is_none());
+    assert!(core.take_batch_at(i64::MAX, true, false).is_none());
 }
 
 #[test]
@@ -282,7 +284,7 @@ fn flush_all_writes_windows_that_are_still_open() {
     let windows = three_windows();
     ingest(&core, vec![gauge_of(&windows.concat())]);
     // A clock before every window: only flush_all writes them.
-    let batch = core.take_batch_at(window(0), true).unwrap();
+    let batch = core.take_batch_at(window(0), true, false).unwrap();
     let (rows, hours) = rollups(&batch);
     assert_eq!((rows.len(), hours.len()), (3, 1));
     for (k, (row, points)) in rows.iter().zip(&windows).enumerate() {
@@ -309,13 +311,13 @@ fn hour_rows_merge_the_windows_of_one_hour() {
 
     let hour_closes = HOUR0 + HOUR_NS + LATENESS;
     assert_eq!(hour_closes, closes(window(59)));
-    let batch = core.take_batch_at(hour_closes - 1, false).unwrap();
+    let batch = core.take_batch_at(hour_closes - 1, false, false).unwrap();
     let (rows, hours) = rollups(&batch);
     assert_eq!((rows.len(), hours.len()), (2, 0));
     check_number_row(&rows[0], window(0), 60, &hour0[..2]);
     check_number_row(&rows[1], window(1), 60, &hour0[2..3]);
 
-    let batch = core.take_batch_at(hour_closes, false).unwrap();
+    let batch = core.take_batch_at(hour_closes, false, false).unwrap();
     let (rows, hours) = rollups(&batch);
     assert_eq!((rows.len(), hours.len()), (1, 1));
     check_number_row(&rows[0], window(59), 60, &hour0[3..]);
@@ -326,7 +328,7 @@ fn hour_rows_merge_the_windows_of_one_hour() {
     // The next hour's window and hour are still open.
     assert_eq!(core.open_windows(), 1);
 
-    let batch = core.take_batch_at(hour_closes, true).unwrap();
+    let batch = core.take_batch_at(hour_closes, true, false).unwrap();
     let (rows, hours) = rollups(&batch);
     check_number_row(&rows[0], window(60), 60, &points[5..]);
     check_number_row(&hours[0], HOUR0 + HOUR_NS, 3600, &points[5..]);
@@ -339,14 +341,14 @@ fn a_late_point_makes_a_second_partial_row() {
     let late = [(window(3) + 5 * S, 7.0)];
     ingest(&core, vec![gauge_of(&on_time)]);
     let now = HOUR0 + HOUR_NS + LATENESS;
-    let (rows, hours) = rollups(&core.take_batch_at(now, false).unwrap());
+    let (rows, hours) = rollups(&core.take_batch_at(now, false, false).unwrap());
     check_number_row(&rows[0], window(3), 60, &on_time);
     check_number_row(&hours[0], HOUR0, 3600, &on_time);
     assert_eq!(core.open_windows(), 0);
 
     ingest(&core, vec![gauge_of(&late)]);
     assert_eq!(core.open_windows(), 1);
-    let (rows, hours) = rollups(&core.take_batch_at(now + 1, false).unwrap());
+    let (rows, hours) = rollups(&core.take_batch_at(now + 1, false, false).unwrap());
     assert_eq!((rows.len(), hours.len()), (1, 1));
     check_number_row(&rows[0], window(3), 60, &late);
     check_number_row(&hours[0], HOUR0, 3600, &late);
@@ -371,7 +373,7 @@ fn counter_rows_keep_the_epoch_first_and_last_value() {
     ingest(&core, vec![sum("c", CUMULATIVE, true, points)]);
     let (rows, hours) = rollups(
         &core
-            .take_batch_at(HOUR0 + HOUR_NS + LATENESS, false)
+            .take_batch_at(HOUR0 + HOUR_NS + LATENESS, false, false)
             .unwrap(),
     );
 
@@ -452,7 +454,7 @@ fn counter_without_start_time_gets_an_epoch_only_from_a_reset() {
         at(window(0) + 3 * S, 2.0),
     ];
     ingest(&core, vec![sum("c", CUMULATIVE, true, points)]);
-    let (rows, _) = rollups(&core.take_batch_at(window(0), true).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(window(0), true, false).unwrap());
     let got: Vec<_> = rows
         .iter()
         .map(|r| (r.epoch, r.count, r.min, r.max))
@@ -493,7 +495,7 @@ fn counter_point_older_than_a_reset_keeps_the_old_epoch() {
             vec![started(start, w + 20 * S, 150.0)],
         )],
     );
-    let (rows, _) = rollups(&core.take_batch_at(w, true).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
     let got: Vec<_> = rows
         .iter()
         .map(|r| (r.epoch, r.count, r.min, r.max))
@@ -520,7 +522,7 @@ fn non_counter_sums_get_a_digest_and_no_epoch() {
     for (temporality, monotonic) in [(CUMULATIVE, false), (DELTA, true), (DELTA, false)] {
         let core = core();
         ingest(&core, vec![sum("s", temporality, monotonic, numbers())]);
-        let (rows, hours) = rollups(&core.take_batch_at(window(0), true).unwrap());
+        let (rows, hours) = rollups(&core.take_batch_at(window(0), true, false).unwrap());
         assert_eq!(rows.len(), 1, "{temporality} {monotonic}");
         check_number_row(&rows[0], window(0), 60, &points);
         check_number_row(&hours[0], HOUR0, 3600, &points);
@@ -553,7 +555,7 @@ fn delta_histograms_add_bucket_counts_per_layout() {
     let other = hist(w + 20 * S, &[1.0, 2.0, 5.0], &[1, 1, 1, 1]);
     ingest(&core, vec![histogram("h", DELTA, vec![a, other])]);
     ingest(&core, vec![histogram("h", DELTA, vec![b])]);
-    let (rows, hours) = rollups(&core.take_batch_at(closes(w), false).unwrap());
+    let (rows, hours) = rollups(&core.take_batch_at(closes(w), false, false).unwrap());
     assert_eq!((rows.len(), hours.len()), (2, 0));
     assert_eq!(rows[0].series, rows[1].series);
 
@@ -586,7 +588,7 @@ fn delta_histograms_add_bucket_counts_per_layout() {
     assert_eq!(r.p50(), Some(2.0));
 
     // The hour adds the same way, per layout.
-    let (_, hours) = rollups(&core.take_batch_at(closes(w), true).unwrap());
+    let (_, hours) = rollups(&core.take_batch_at(closes(w), true, false).unwrap());
     assert_eq!(hours.len(), 2);
     let h = by_bounds(&hours, &[1.0, 5.0]);
     assert_eq!(
@@ -622,7 +624,7 @@ fn cumulative_histograms_keep_the_newest_state() {
         for points in requests {
             ingest(&core, vec![histogram("h", CUMULATIVE, points)]);
         }
-        let (rows, hours) = rollups(&core.take_batch_at(w, true).unwrap());
+        let (rows, hours) = rollups(&core.take_batch_at(w, true, false).unwrap());
         for r in [&rows[0], &hours[0]] {
             assert_eq!(r.epoch, Some(us(start)), "order {i}");
             assert_eq!((r.points, r.count, r.sum), (3, 3, Some(10.5)), "order {i}");
@@ -661,7 +663,7 @@ fn cumulative_histograms_of_two_layouts_or_epochs_are_separate_rows() {
             ],
         )],
     );
-    let (rows, _) = rollups(&core.take_batch_at(w, true).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
     let mut got: Vec<_> = rows
         .iter()
         .map(|r| (r.epoch, r.bounds.clone(), r.bucket_counts.clone()))
@@ -1022,9 +1024,9 @@ fn summaries_keep_the_newest_quantiles() {
         for points in requests {
             ingest(&core, vec![summary("q", points)]);
         }
-        let (rows, hours) = rollups(&core.take_batch_at(closes(w), false).unwrap());
+        let (rows, hours) = rollups(&core.take_batch_at(closes(w), false, false).unwrap());
         assert_eq!((rows.len(), hours.len()), (1, 0));
-        let (_, hours) = rollups(&core.take_batch_at(closes(w), true).unwrap());
+        let (_, hours) = rollups(&core.take_batch_at(closes(w), true, false).unwrap());
         for r in [&rows[0], &hours[0]] {
             assert_eq!(r.epoch, Some(us(start)), "order {i}");
             assert_eq!((r.points, r.count, r.sum), (3, 7, Some(20.0)), "order {i}");
@@ -1052,7 +1054,7 @@ fn summary_without_start_or_extremes() {
             vec![summary_at(0, w + S, 3.0, &[(0.5, 2.5), (0.9, 6.0)])],
         )],
     );
-    let (rows, _) = rollups(&core.take_batch_at(w, true).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
     let r = &rows[0];
     assert_eq!((r.epoch, r.min, r.max), (None, None, None));
     assert_eq!(r.quantiles, [Some(2.5), Some(6.0), None, None, None]);
@@ -1075,7 +1077,7 @@ fn exponential_histograms_merge_in_their_window() {
 
     let delta = core();
     ingest(&delta, vec![exp_metric(DELTA, vec![a.clone(), b.clone()])]);
-    let (rows, _) = rollups(&delta.take_batch_at(w, true).unwrap());
+    let (rows, _) = rollups(&delta.take_batch_at(w, true, false).unwrap());
     let r = &rows[0];
     // a at scale 1: positive 3,4 → 0,1 and negative -2 → -1; b adds positive 3 and 4.
     assert_eq!((r.exp_scale, r.exp_zero_count), (Some(1), Some(2)));
@@ -1108,7 +1110,7 @@ fn exponential_histograms_merge_in_their_window() {
         &core,
         vec![exp_metric(CUMULATIVE, vec![with_start(a), with_start(b)])],
     );
-    let (rows, _) = rollups(&core.take_batch_at(w, true).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
     let r = &rows[0];
     assert_eq!((r.epoch, r.points, r.count), (Some(us(start)), 2, 12));
     assert_eq!((r.exp_scale, r.exp_zero_count), (Some(3), Some(2)));
@@ -1126,7 +1128,7 @@ fn exp_quantiles_stay_inside_the_bucket_holding_the_values() {
     // Ten values in bucket 3 at scale 3, (2^(3/8), 2^(4/8)]; no min, max or zero count.
     let p = exp_point((w + S) as u64, 3, 0, vec![10], vec![]);
     ingest(&core, vec![exp_metric(DELTA, vec![p])]);
-    let (rows, _) = rollups(&core.take_batch_at(w, true).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
     let (lower, upper) = (2f64.powf(3.0 / 8.0), 2f64.sqrt());
     for (i, q) in PRECOMPUTED_QUANTILES.into_iter().enumerate() {
         let v = rows[0].quantiles[i].unwrap();

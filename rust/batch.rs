@@ -35,7 +35,7 @@ impl MetricsCore {
             let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
             let points = self.buffered_points.swap(0, Ordering::Relaxed);
             let series = mem::take(&mut *lock(&self.series));
-            let seqs = mem::take(&mut *lock(&self.seqs));
+            let seqs = lock(&self.seqs).take();
             let (chunk_maps, histogram_maps): (Vec<ChunkMap>, Vec<HistogramChunkMap>) = self
                 .shards
                 .iter()

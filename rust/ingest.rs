@@ -1,5 +1,6 @@
 //! `MetricsCore`: the shared, thread-safe state behind the Python class of the same name.
 
+use std::mem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -37,6 +38,47 @@ pub struct IngestOutcome {
     pub error_message: String,
     /// Serialized `ExportMetricsServiceResponse`.
     pub response: Vec<u8>,
+    /// The request's spool sequence number.
+    pub seq: u64,
+}
+
+/// Spool sequence numbers: the next one to give out, and those of the requests buffered
+/// since the last `take_batch`. Numbers are given out only to requests that were buffered,
+/// so they have no gaps.
+#[derive(Debug)]
+pub struct SeqLog {
+    next: u64,
+    taken: Vec<u64>,
+}
+
+impl Default for SeqLog {
+    fn default() -> Self {
+        SeqLog {
+            next: 1,
+            taken: Vec::new(),
+        }
+    }
+}
+
+impl SeqLog {
+    /// Notes a buffered request: `given` when it is replayed from the spool, else the next
+    /// number.
+    pub fn note(&mut self, given: Option<u64>) -> u64 {
+        let seq = given.unwrap_or(self.next);
+        self.next = self.next.max(seq + 1);
+        self.taken.push(seq);
+        seq
+    }
+
+    /// The numbers noted since the last call.
+    pub fn take(&mut self) -> Vec<u64> {
+        mem::take(&mut self.taken)
+    }
+
+    /// Numbers given out from now on start at `next` or above.
+    pub fn start_at(&mut self, next: u64) {
+        self.next = self.next.max(next);
+    }
 }
 
 /// Everything buffered since the previous `take_batch`, encoded.
@@ -91,8 +133,7 @@ pub struct MetricsCore {
     pub(crate) tables: [Mutex<RowBuffer>; ROW_TABLES],
     pub(crate) series: Mutex<SeriesRows>,
     pub(crate) buffered_points: AtomicU64,
-    /// Spool sequence numbers of the requests buffered since the last `take_batch`.
-    pub(crate) seqs: Mutex<Vec<u64>>,
+    pub(crate) seqs: Mutex<SeqLog>,
 }
 
 impl MetricsCore {
@@ -116,32 +157,33 @@ impl MetricsCore {
         &self.limits
     }
 
-    /// Decodes `bytes` (an `ExportMetricsServiceRequest`) and buffers every valid point, as
-    /// a request that is in no spool (sequence number 0).
+    /// Decodes `bytes` (an `ExportMetricsServiceRequest`) and buffers every valid point
+    /// under the next spool sequence number.
     pub fn ingest(&self, bytes: &[u8], now_ns: i64) -> Result<IngestOutcome, CoreError> {
-        self.ingest_seq(bytes, now_ns, 0)
+        self.ingest_seq(bytes, now_ns, None)
     }
 
-    /// Decodes `bytes`, spool record `seq`, and buffers every valid point; the next batch
-    /// lists `seq`.
+    /// Decodes `bytes` and buffers every valid point, under spool sequence number `given`
+    /// (a replayed record) or the next one; the next batch lists it.
     pub fn ingest_seq(
         &self,
         bytes: &[u8],
         now_ns: i64,
-        seq: u64,
+        given: Option<u64>,
     ) -> Result<IngestOutcome, CoreError> {
         let mut spare = Vec::new();
         let view = otlp_decode::decode_request(bytes, &mut spare)?;
         let mut staged = decode::stage_request(view, now_ns, &self.limits);
-        let collided = {
+        let (collided, seq) = {
             let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+            // Given out first, so the windows know it; the gate keeps it in this batch.
+            let seq = lock(&self.seqs).note(given);
             let (new_series, collided) = self.admit(&staged, seq);
             self.append_rows(&staged, &collided);
             self.append_series(&staged, &new_series, now_ns);
             let accepted = (staged.points.len() - collided.len()) as u64;
             self.buffered_points.fetch_add(accepted, Ordering::Relaxed);
-            lock(&self.seqs).push(seq);
-            collided
+            (collided, seq)
         };
         let collision = Reject::new(
             Reason::SeriesIdCollision,
@@ -159,7 +201,14 @@ impl MetricsCore {
             rejected_by_reason: staged.rejections.by_reason(),
             response: encode_response(rejected, &error_message),
             error_message,
+            seq,
         })
+    }
+
+    /// Sequence numbers given out from now on start at `next` or above (after a restart:
+    /// past every number the spool and the committed checkpoint know).
+    pub fn start_seqs_at(&self, next: u64) {
+        lock(&self.seqs).start_at(next);
     }
 
     /// Replays spool record `seq`, whose raw points a committed batch already holds: its

@@ -213,6 +213,8 @@ pub struct ExportSummary {
     error_message: String,
     #[pyo3(get)]
     response: Py<PyBytes>,
+    #[pyo3(get)]
+    seq: u64,
 }
 
 #[pymethods]
@@ -288,13 +290,13 @@ impl MetricsCore {
         }
     }
 
-    #[pyo3(signature = (request, now_ns, seq = 0))]
+    #[pyo3(signature = (request, now_ns, seq = None))]
     fn ingest(
         &self,
         py: Python<'_>,
         request: &Bound<'_, PyBytes>,
         now_ns: i64,
-        seq: u64,
+        seq: Option<u64>,
     ) -> PyResult<ExportSummary> {
         // Sound to use across `detach`: `bytes` objects are immutable and `request` keeps this
         // one alive until we return.
@@ -306,7 +308,12 @@ impl MetricsCore {
             by_reason: outcome.rejected_by_reason,
             error_message: outcome.error_message,
             response: PyBytes::new(py, &outcome.response).unbind(),
+            seq: outcome.seq,
         })
+    }
+
+    fn start_seqs_at(&self, next: u64) {
+        self.inner.start_seqs_at(next);
     }
 
     /// Replays a spool record whose raw points are committed: see `ReplayFilter`.

@@ -51,6 +51,8 @@ pub struct TraceExportSummary {
     error_message: String,
     #[pyo3(get)]
     response: Py<PyBytes>,
+    #[pyo3(get)]
+    seq: u64,
 }
 
 /// A cut block: the object to store and the `trace_index` rows to commit after it.
@@ -87,13 +89,13 @@ impl TraceCore {
         }
     }
 
-    #[pyo3(signature = (request, now_ns, seq = 0))]
+    #[pyo3(signature = (request, now_ns, seq = None))]
     fn ingest(
         &self,
         py: Python<'_>,
         request: &Bound<'_, PyBytes>,
         now_ns: i64,
-        seq: u64,
+        seq: Option<u64>,
     ) -> PyResult<TraceExportSummary> {
         // `bytes` objects are immutable and `request` keeps this one alive until we return.
         let bytes = request.as_bytes();
@@ -103,7 +105,12 @@ impl TraceCore {
             rejected_spans: outcome.rejected_spans,
             error_message: outcome.error_message,
             response: PyBytes::new(py, &outcome.response).unbind(),
+            seq: outcome.seq,
         })
+    }
+
+    fn start_seqs_at(&self, next: u64) {
+        self.inner.start_seqs_at(next);
     }
 
     fn block_due(&self, now_ns: i64) -> bool {

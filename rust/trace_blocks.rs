@@ -15,7 +15,7 @@ use prost::Message;
 use crate::buffer::utc_day;
 use crate::copy_binary::{write_header, write_trailer, Tuple};
 use crate::error::CoreError;
-use crate::ingest::lock;
+use crate::ingest::{lock, SeqLog};
 use crate::trace_ingest::{stage, TraceId, TraceSummary};
 
 /// When blocks are cut, and how hard frames are compressed (the Python `TraceSettings`).
@@ -47,6 +47,8 @@ pub struct TraceIngestOutcome {
     pub error_message: String,
     /// Serialized `ExportTraceServiceResponse`.
     pub response: Vec<u8>,
+    /// The request's spool sequence number.
+    pub seq: u64,
 }
 
 /// A cut block: the object to store under `key`, and the index rows (a COPY stream for
@@ -73,7 +75,7 @@ struct Pending {
     bytes: usize,
     spans: u64,
     oldest_ns: Option<i64>,
-    seqs: Vec<u64>,
+    seqs: SeqLog,
 }
 
 /// Thread-safe: `ingest` runs on several decode threads; the lock is held only to append
@@ -94,23 +96,24 @@ impl TraceCore {
         }
     }
 
-    /// Decodes an `ExportTraceServiceRequest` and queues its valid spans for the next block,
-    /// as a request that is in no spool (sequence number 0).
+    /// Decodes an `ExportTraceServiceRequest` and queues its valid spans for the next block
+    /// under the next spool sequence number.
     pub fn ingest(&self, bytes: &[u8], now_ns: i64) -> Result<TraceIngestOutcome, CoreError> {
-        self.ingest_seq(bytes, now_ns, 0)
+        self.ingest_seq(bytes, now_ns, None)
     }
 
-    /// Decodes spool record `seq` and queues its valid spans; the next block lists `seq`.
+    /// Decodes a request and queues its valid spans under spool sequence number `given` (a
+    /// replayed record) or the next one; the block that takes them lists it.
     pub fn ingest_seq(
         &self,
         bytes: &[u8],
         now_ns: i64,
-        seq: u64,
+        given: Option<u64>,
     ) -> Result<TraceIngestOutcome, CoreError> {
         let staged = stage(bytes)?;
-        {
+        let seq = {
             let mut pending = lock(&self.pending);
-            pending.seqs.push(seq);
+            let seq = pending.seqs.note(given);
             pending.oldest_ns.get_or_insert(now_ns);
             pending.spans += staged.accepted;
             for fragment in staged.fragments {
@@ -119,7 +122,8 @@ impl TraceCore {
                 data.extend_from_slice(&fragment.data);
                 summary.absorb(fragment.summary);
             }
-        }
+            seq
+        };
         let error_message = match (&staged.first_error, staged.rejected) {
             (Some(reason), n) => format!("{n} spans rejected; first: {reason}"),
             (None, _) => String::new(),
@@ -135,7 +139,13 @@ impl TraceCore {
             rejected_spans: staged.rejected,
             error_message,
             response: response.encode_to_vec(),
+            seq,
         })
+    }
+
+    /// Sequence numbers given out from now on start at `next` or above.
+    pub fn start_seqs_at(&self, next: u64) {
+        lock(&self.pending).seqs.start_at(next);
     }
 
     /// Whether a block should be cut now (size or age reached).
@@ -159,13 +169,17 @@ impl TraceCore {
         if !force && !self.block_due(now_ns) {
             return None;
         }
-        let Pending {
-            traces,
-            bytes,
-            spans,
-            seqs,
-            ..
-        } = mem::take(&mut *lock(&self.pending));
+        let (traces, bytes, spans, seqs) = {
+            let mut pending = lock(&self.pending);
+            let seqs = pending.seqs.take();
+            pending.oldest_ns = None;
+            (
+                mem::take(&mut pending.traces),
+                mem::replace(&mut pending.bytes, 0),
+                mem::replace(&mut pending.spans, 0),
+                seqs,
+            )
+        };
         if traces.is_empty() && seqs.is_empty() {
             return None;
         }

@@ -83,6 +83,9 @@ class ExportSummary:
     def response(self) -> bytes:
         """Serialized ``ExportMetricsServiceResponse`` (with ``partial_success`` when any point
         was rejected), ready to send as the gRPC reply."""
+    @property
+    def seq(self) -> int:
+        """The request's spool sequence number."""
 
 @final
 class MetricsBatch:
@@ -141,12 +144,15 @@ class MetricsCore:
     """
 
     def __new__(cls, limits: CoreLimits, rollups: RollupSettings) -> Self: ...
-    def ingest(self, request: bytes, now_ns: int, seq: int = 0) -> ExportSummary:
-        """Decode ``ExportMetricsServiceRequest`` bytes (spool record ``seq``) and buffer
-        every valid point; the next batch lists ``seq``.
+    def ingest(self, request: bytes, now_ns: int, seq: int | None = None) -> ExportSummary:
+        """Decode ``ExportMetricsServiceRequest`` bytes and buffer every valid point, under
+        spool sequence number ``seq`` (a replayed record) or the next one (``.seq`` of the
+        result); the next batch lists it.
 
         Raises ``DecodeError`` when the bytes are not a decodable request.
         """
+    def start_seqs_at(self, next: int) -> None:
+        """Sequence numbers given out from now on start at ``next`` or above."""
     def replay_rollups(
         self,
         request: bytes,
@@ -259,6 +265,9 @@ class TraceExportSummary:
     @property
     def response(self) -> bytes:
         """The serialized ``ExportTraceServiceResponse`` to send back."""
+    @property
+    def seq(self) -> int:
+        """The request's spool sequence number."""
 
 @final
 class TraceBlock:
@@ -289,11 +298,14 @@ class TraceCore:
     frame per trace. Thread-safe: ``ingest`` releases the GIL."""
 
     def __new__(cls, settings: TraceSettings) -> Self: ...
-    def ingest(self, request: bytes, now_ns: int, seq: int = 0) -> TraceExportSummary:
-        """Decode ``ExportTraceServiceRequest`` bytes (spool record ``seq``) and queue every
-        valid span; the block that takes them lists ``seq``.
+    def ingest(self, request: bytes, now_ns: int, seq: int | None = None) -> TraceExportSummary:
+        """Decode ``ExportTraceServiceRequest`` bytes and queue every valid span, under spool
+        sequence number ``seq`` (a replayed record) or the next one (``.seq`` of the result);
+        the block that takes them lists it.
 
         Raises ``DecodeError`` when the bytes are not a decodable request."""
+    def start_seqs_at(self, next: int) -> None:
+        """Sequence numbers given out from now on start at ``next`` or above."""
     def block_due(self, now_ns: int) -> bool: ...
     def take_block(self, now_ns: int, *, force: bool = False) -> TraceBlock | None:
         """Cut a block of everything waiting when one is due (always with ``force``);

@@ -24,7 +24,7 @@ fn empty_request_is_valid() {
     let batch = core.take_batch().unwrap();
     assert_eq!(
         (batch.points, batch.chunk_rows, batch.seqs),
-        (0, 0, vec![0])
+        (0, 0, vec![1])
     );
 }
 

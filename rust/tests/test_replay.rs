@@ -149,7 +149,7 @@ fn run(
             }
         }
         let out = core
-            .ingest_seq(&record.bytes, record.now_ns, record.seq)
+            .ingest_seq(&record.bytes, record.now_ns, Some(record.seq))
             .unwrap();
         assert_eq!(out.rejected_points, 0, "{:?}", out.rejected_by_reason);
     }
@@ -177,7 +177,7 @@ fn restart(records: &[Record], checkpoint: &Checkpoint, crashed_at: usize) -> Me
             core.replay_rollups(&record.bytes, record.now_ns, record.seq, &filter)
                 .unwrap();
         } else {
-            core.ingest_seq(&record.bytes, record.now_ns, record.seq)
+            core.ingest_seq(&record.bytes, record.now_ns, Some(record.seq))
                 .unwrap();
         }
     }

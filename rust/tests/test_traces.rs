@@ -107,7 +107,7 @@ fn a_block_is_due_at_the_size_limit_and_takes_whole_requests() {
     while !core.block_due(NOW) {
         seq += 1;
         let spans = (0..3).map(|i| span(seq as u8, i + 1, None, "op")).collect();
-        core.ingest_seq(&request("api", spans), NOW, seq).unwrap();
+        assert_eq!(core.ingest(&request("api", spans), NOW).unwrap().seq, seq);
     }
     assert!(seq > 1, "a few requests fit under the limit");
     let block = core.take_block(NOW, false).unwrap();

@@ -70,6 +70,14 @@ impl SeqLog {
         seq
     }
 
+    /// Gives out the next number to a request that is not buffered now (it waits in the
+    /// spool and is ingested later under this number).
+    pub fn defer(&mut self) -> u64 {
+        let seq = self.next;
+        self.next += 1;
+        seq
+    }
+
     /// The numbers noted since the last call.
     pub fn take(&mut self) -> Vec<u64> {
         mem::take(&mut self.taken)
@@ -197,6 +205,25 @@ impl MetricsCore {
         let error_message = staged.rejections.message(staged.total_points);
         Ok(IngestOutcome {
             accepted_points: (staged.points.len() - collided.len()) as u64,
+            rejected_points: rejected,
+            rejected_by_reason: staged.rejections.by_reason(),
+            response: encode_response(rejected, &error_message),
+            error_message,
+            seq,
+        })
+    }
+
+    /// Decodes and checks `bytes` as `ingest` does, without buffering anything: the request
+    /// gets a sequence number and waits in the spool, to be ingested later under it.
+    pub fn check(&self, bytes: &[u8], now_ns: i64) -> Result<IngestOutcome, CoreError> {
+        let mut spare = Vec::new();
+        let view = otlp_decode::decode_request(bytes, &mut spare)?;
+        let staged = decode::stage_request(view, now_ns, &self.limits);
+        let seq = lock(&self.seqs).defer();
+        let rejected = staged.rejections.total();
+        let error_message = staged.rejections.message(staged.total_points);
+        Ok(IngestOutcome {
+            accepted_points: staged.points.len() as u64,
             rejected_points: rejected,
             rejected_by_reason: staged.rejections.by_reason(),
             response: encode_response(rejected, &error_message),

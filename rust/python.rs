@@ -302,14 +302,18 @@ impl MetricsCore {
         // one alive until we return.
         let bytes = request.as_bytes();
         let outcome = without_gil(py, || self.inner.ingest_seq(bytes, now_ns, seq))?;
-        Ok(ExportSummary {
-            accepted_points: outcome.accepted_points,
-            rejected_points: outcome.rejected_points,
-            by_reason: outcome.rejected_by_reason,
-            error_message: outcome.error_message,
-            response: PyBytes::new(py, &outcome.response).unbind(),
-            seq: outcome.seq,
-        })
+        Ok(export_summary(py, outcome))
+    }
+
+    fn check(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyBytes>,
+        now_ns: i64,
+    ) -> PyResult<ExportSummary> {
+        let bytes = request.as_bytes();
+        let outcome = without_gil(py, || self.inner.check(bytes, now_ns))?;
+        Ok(export_summary(py, outcome))
     }
 
     fn start_seqs_at(&self, next: u64) {
@@ -397,5 +401,16 @@ impl MetricsCore {
     #[getter]
     fn series_collisions(&self) -> usize {
         self.inner.series_collisions()
+    }
+}
+
+fn export_summary(py: Python<'_>, outcome: ingest::IngestOutcome) -> ExportSummary {
+    ExportSummary {
+        accepted_points: outcome.accepted_points,
+        rejected_points: outcome.rejected_points,
+        by_reason: outcome.rejected_by_reason,
+        error_message: outcome.error_message,
+        response: PyBytes::new(py, &outcome.response).unbind(),
+        seq: outcome.seq,
     }
 }

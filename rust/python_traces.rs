@@ -100,13 +100,20 @@ impl TraceCore {
         // `bytes` objects are immutable and `request` keeps this one alive until we return.
         let bytes = request.as_bytes();
         let outcome = without_gil(py, || self.inner.ingest_seq(bytes, now_ns, seq))?;
-        Ok(TraceExportSummary {
-            accepted_spans: outcome.accepted_spans,
-            rejected_spans: outcome.rejected_spans,
-            error_message: outcome.error_message,
-            response: PyBytes::new(py, &outcome.response).unbind(),
-            seq: outcome.seq,
-        })
+        Ok(summary(py, outcome))
+    }
+
+    /// `now_ns` keeps the signature of `ingest` (span checks do not depend on the time).
+    #[allow(unused_variables)]
+    fn check(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyBytes>,
+        now_ns: i64,
+    ) -> PyResult<TraceExportSummary> {
+        let bytes = request.as_bytes();
+        let outcome = without_gil(py, || self.inner.check(bytes))?;
+        Ok(summary(py, outcome))
     }
 
     fn start_seqs_at(&self, next: u64) {
@@ -134,6 +141,16 @@ impl TraceCore {
     #[getter]
     fn pending_spans(&self) -> u64 {
         self.inner.pending_spans()
+    }
+}
+
+fn summary(py: Python<'_>, outcome: trace_blocks::TraceIngestOutcome) -> TraceExportSummary {
+    TraceExportSummary {
+        accepted_spans: outcome.accepted_spans,
+        rejected_spans: outcome.rejected_spans,
+        error_message: outcome.error_message,
+        response: PyBytes::new(py, &outcome.response).unbind(),
+        seq: outcome.seq,
     }
 }
 

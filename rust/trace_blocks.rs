@@ -16,7 +16,7 @@ use crate::buffer::utc_day;
 use crate::copy_binary::{write_header, write_trailer, Tuple};
 use crate::error::CoreError;
 use crate::ingest::{lock, SeqLog};
-use crate::trace_ingest::{stage, TraceId, TraceSummary};
+use crate::trace_ingest::{stage, StagedSpans, TraceId, TraceSummary};
 
 /// When blocks are cut, and how hard frames are compressed (the Python `TraceSettings`).
 #[derive(Clone, Copy, Debug)]
@@ -110,13 +110,14 @@ impl TraceCore {
         now_ns: i64,
         given: Option<u64>,
     ) -> Result<TraceIngestOutcome, CoreError> {
-        let staged = stage(bytes)?;
+        let mut staged = stage(bytes)?;
+        let fragments = std::mem::take(&mut staged.fragments);
         let seq = {
             let mut pending = lock(&self.pending);
             let seq = pending.seqs.note(given);
             pending.oldest_ns.get_or_insert(now_ns);
             pending.spans += staged.accepted;
-            for fragment in staged.fragments {
+            for fragment in fragments {
                 pending.bytes += fragment.summary.span_bytes;
                 let (data, summary) = pending.traces.entry(fragment.trace_id).or_default();
                 data.extend_from_slice(&fragment.data);
@@ -124,23 +125,15 @@ impl TraceCore {
             }
             seq
         };
-        let error_message = match (&staged.first_error, staged.rejected) {
-            (Some(reason), n) => format!("{n} spans rejected; first: {reason}"),
-            (None, _) => String::new(),
-        };
-        let response = ExportTraceServiceResponse {
-            partial_success: (staged.rejected > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: staged.rejected as i64,
-                error_message: error_message.clone(),
-            }),
-        };
-        Ok(TraceIngestOutcome {
-            accepted_spans: staged.accepted,
-            rejected_spans: staged.rejected,
-            error_message,
-            response: response.encode_to_vec(),
-            seq,
-        })
+        Ok(outcome(&staged, seq))
+    }
+
+    /// Decodes and checks a request as `ingest` does, without queueing anything: it gets a
+    /// sequence number and waits in the spool, to be ingested later under it.
+    pub fn check(&self, bytes: &[u8]) -> Result<TraceIngestOutcome, CoreError> {
+        let staged = stage(bytes)?;
+        let seq = lock(&self.pending).seqs.defer();
+        Ok(outcome(&staged, seq))
     }
 
     /// Sequence numbers given out from now on start at `next` or above.
@@ -220,6 +213,27 @@ impl TraceCore {
             days,
             seqs,
         })
+    }
+}
+
+/// What an ingest or check of `staged` answers.
+fn outcome(staged: &StagedSpans, seq: u64) -> TraceIngestOutcome {
+    let error_message = match (&staged.first_error, staged.rejected) {
+        (Some(reason), n) => format!("{n} spans rejected; first: {reason}"),
+        (None, _) => String::new(),
+    };
+    let response = ExportTraceServiceResponse {
+        partial_success: (staged.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: staged.rejected as i64,
+            error_message: error_message.clone(),
+        }),
+    };
+    TraceIngestOutcome {
+        accepted_spans: staged.accepted,
+        rejected_spans: staged.rejected,
+        error_message,
+        response: response.encode_to_vec(),
+        seq,
     }
 }
 

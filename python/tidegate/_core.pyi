@@ -151,6 +151,9 @@ class MetricsCore:
 
         Raises ``DecodeError`` when the bytes are not a decodable request.
         """
+    def check(self, request: bytes, now_ns: int) -> ExportSummary:
+        """Decode and check a request as ``ingest`` does, buffering nothing: it gets a
+        sequence number (``.seq``) and waits in the spool, to be ingested later under it."""
     def start_seqs_at(self, next: int) -> None:
         """Sequence numbers given out from now on start at ``next`` or above."""
     def replay_rollups(
@@ -304,6 +307,9 @@ class TraceCore:
         the block that takes them lists it.
 
         Raises ``DecodeError`` when the bytes are not a decodable request."""
+    def check(self, request: bytes, now_ns: int) -> TraceExportSummary:
+        """Decode and check a request as ``ingest`` does, queueing nothing: it gets a
+        sequence number (``.seq``) and waits in the spool, to be ingested later under it."""
     def start_seqs_at(self, next: int) -> None:
         """Sequence numbers given out from now on start at ``next`` or above."""
     def block_due(self, now_ns: int) -> bool: ...

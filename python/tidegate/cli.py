@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from tidegate import __version__, query_cli, trace_cli
 from tidegate.config import Config, load
 from tidegate.daemon import Daemon
-from tidegate.errors import ConfigError, QueryError, StorageError
+from tidegate.errors import ConfigError, QueryError, SpoolError, StorageError
 from tidegate.object_store import ObjectStoreError
 from tidegate.traces import CorruptBlockError, TraceNotFoundError
 
@@ -93,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         return asyncio.run(_run(config))
-    except StorageError as exc:
+    except (StorageError, SpoolError) as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
 
@@ -105,9 +105,16 @@ async def _run(config: Config) -> int:
         loop.add_signal_handler(signum, stop.set)
     daemon = Daemon(config)
     await daemon.start()
-    await stop.wait()
+    stopped = asyncio.create_task(stop.wait())
+    failed = asyncio.create_task(daemon.failed.wait())
+    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
     log.info("shutting down: no new requests; flushing what was accepted")
     await daemon.stop()
+    if daemon.failure is not None:
+        log.error("stopped because %s", daemon.failure)
+        return EXIT_FAILURE
     dropped = sum(
         sample.value
         for metric in daemon.telemetry.points_dropped.collect()

@@ -38,6 +38,8 @@ class GrpcConfig:
     # itself refuses calls beyond four times this (RESOURCE_EXHAUSTED, no RetryInfo) as a
     # last bound on memory.
     max_concurrent_rpcs: int = 256
+    # At shutdown, calls in flight get this long to finish; later ones get UNAVAILABLE.
+    shutdown_grace_seconds: float = 5.0
 
 
 @dataclass
@@ -93,6 +95,26 @@ class RollupsConfig:
     # t-digest compression: about this many centroids per digest; 100 meets the accuracy
     # targets in tests/ with rows of about 1.5 KB.
     compression: float = 100.0
+    # Every open hour is also written (as a partial row) this often, so that the spool need
+    # not keep an hour of requests to rebuild open hours after a crash.
+    hour_flush_seconds: int = 300
+
+
+@dataclass
+class SpoolConfig:
+    """The on-disk spool every accepted request is written to before it is acknowledged
+    (docs/architecture.md, "Spool")."""
+
+    # "fsync": acknowledged means fsynced (group commit). "memory": acknowledged once decoded
+    # into memory; faster, but a crash loses what was not yet stored.
+    durability: str = "fsync"
+    # Empty means `<data_dir>/spool`.
+    directory: str = ""
+    # Beyond this many bytes of unstored requests, Export answers UNAVAILABLE with RetryInfo.
+    max_bytes: int = 4 * 1024 * MIB
+    segment_bytes: int = 64 * MIB
+    # A request identical to one accepted this recently is acknowledged without storing it.
+    dedup_horizon_seconds: float = 600.0
 
 
 @dataclass
@@ -144,6 +166,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     rollups: RollupsConfig = field(default_factory=RollupsConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
     traces: TracesConfig = field(default_factory=TracesConfig)
     s3: S3Config = field(default_factory=S3Config)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
@@ -153,6 +176,10 @@ class Config:
         if self.traces.store:
             return self.traces.store
         return (Path(self.data_dir).resolve() / "traces").as_uri()
+
+    def spool_directory(self) -> Path:
+        """The configured spool directory, or `<data_dir>/spool`."""
+        return Path(self.spool.directory or Path(self.data_dir) / "spool").resolve()
 
     def validate(self) -> None:
         """Check the invariants no single field can express; raise ConfigError naming the key."""
@@ -200,6 +227,16 @@ class Config:
             raise ConfigError("rollups.lateness_seconds must not be negative")
         if not 10 <= self.rollups.compression <= 10_000:
             raise ConfigError("rollups.compression must be between 10 and 10000")
+        if self.rollups.hour_flush_seconds < self.rollups.window_seconds:
+            raise ConfigError("rollups.hour_flush_seconds must be at least rollups.window_seconds")
+        if self.spool.durability not in {"fsync", "memory"}:
+            raise ConfigError(
+                f"spool.durability must be fsync or memory, got {self.spool.durability!r}"
+            )
+        if self.spool.segment_bytes < 64 * 1024:
+            raise ConfigError("spool.segment_bytes must be at least 65536")
+        if self.spool.max_bytes < self.spool.segment_bytes:
+            raise ConfigError("spool.max_bytes must be at least spool.segment_bytes")
         if not 1 <= self.traces.zstd_level <= 19:
             raise ConfigError("traces.zstd_level must be between 1 and 19")
         if self.traces.store and not self.traces.store.startswith(("file:///", "s3://")):

@@ -1,10 +1,11 @@
 """The Daemon owns startup and shutdown of every part, in order.
 
-Startup: database (embedded or DSN, migrated), the trace store, the HTTP endpoint, the
-metrics and trace writers, retention, then the gRPC listener last, so nothing is accepted
-before it can be stored. A failure part-way tears down what already started. Shutdown runs the
-other way: stop accepting, let in-flight requests finish, drain every accepted point and span,
-then close the store and the database.
+Startup: database (embedded or DSN, migrated), the trace store, the spools (recovered), the
+HTTP endpoint, the writers with the spool records they had not committed replayed into the
+cores, retention, then the gRPC listener last, so nothing is accepted before it can be stored.
+A failure part-way tears down what already started. Shutdown runs the other way: refuse new
+requests, let in-flight ones finish, drain every accepted point and span, close the spools,
+then the store and the database. A spool that cannot be written stops the daemon.
 """
 
 from __future__ import annotations
@@ -18,23 +19,25 @@ from typing import Any
 import asyncpg
 import grpc
 
+from tidegate import checkpoints
 from tidegate._core import CoreLimits, MetricsCore, RollupSettings, TraceCore, TraceSettings
 from tidegate.config import Config, parse_listen
 from tidegate.database import Database, open_database
 from tidegate.http_server import HttpServer, TraceApi
+from tidegate.intake import Intake, spool_id
 from tidegate.metrics_writer import MetricsWriter
 from tidegate.object_store import ObjectStore
 from tidegate.receiver import METRICS_SERVICE, TRACE_SERVICE, Receiver, Signal
+from tidegate.replay import catch_up, replay_metrics_rollups, replay_uncommitted
 from tidegate.retention import Retention
+from tidegate.spool import Spool
 from tidegate.telemetry import Telemetry
-from tidegate.trace_writer import TraceWriter
+from tidegate.trace_writer import TraceWriter, delete_orphan_blocks
 from tidegate.traces import open_trace_store
 
 log = logging.getLogger(__name__)
 
 NS_PER_SECOND = 1_000_000_000
-# In-flight Export calls get this long to finish once shutdown starts.
-GRPC_GRACE_SECONDS = 5.0
 
 
 class Daemon:
@@ -76,8 +79,12 @@ class Daemon:
         self._receiver: Receiver | None = None
         self._http: HttpServer | None = None
         self._writer_task: asyncio.Task[None] | None = None
+        self.intakes: dict[str, Intake] = {}
         self._ready = False
         self._teardown = contextlib.AsyncExitStack()
+        # Set when a part fails in a way the daemon must not run on (the spool cannot write).
+        self.failed = asyncio.Event()
+        self.failure: BaseException | None = None
 
     @property
     def dsn(self) -> str:
@@ -108,6 +115,26 @@ class Daemon:
         stack.push_async_callback(self.database.close)
         self.store = store = await open_trace_store(config)
         stack.push_async_callback(store.close)
+        await self._open_intakes()
+        spool = spool_id(config.spool_directory())
+        conn = await asyncpg.connect(
+            self.database.dsn, timeout=config.storage.connect_timeout_seconds
+        )
+        try:
+            metrics_checkpoint = await checkpoints.load(conn, spool, "metrics")
+            traces_checkpoint = await checkpoints.load(conn, spool, "traces")
+            accepted = await checkpoints.load_accepted(conn, config.spool.dedup_horizon_seconds)
+            if self.intakes["traces"].durable:
+                await delete_orphan_blocks(conn, store)
+        finally:
+            await conn.close()
+        for intake, checkpoint in (
+            (self.intakes["metrics"], metrics_checkpoint),
+            (self.intakes["traces"], traces_checkpoint),
+        ):
+            intake.committed = checkpoint.committed.copy()
+            for a in accepted:
+                intake.recent.add(a, a.now_ns)
         # Readers (the HTTP trace API) get connections of their own.
         readers = await asyncpg.create_pool(self.database.dsn, min_size=0, max_size=4)
         stack.push_async_callback(readers.close)
@@ -121,32 +148,83 @@ class Daemon:
         self.http_port = self._http.port
         stack.push_async_callback(self._http.stop)
 
-        writer = MetricsWriter(config, self.database.dsn, self.core, self.telemetry)
+        metrics_intake = self.intakes["metrics"]
+        # Open windows and hours first, before any new batch can move the checkpoint.
+        await asyncio.to_thread(
+            replay_metrics_rollups, self.core, metrics_intake, metrics_checkpoint, self.telemetry
+        )
+        writer = MetricsWriter(
+            config,
+            self.database.dsn,
+            self.core,
+            self.telemetry,
+            metrics_intake,
+            spool,
+            metrics_checkpoint,
+        )
         self.writer = writer
         stack.push_async_callback(writer.close)
         self._writer_task = asyncio.create_task(writer.run(), name="tidegate-metrics-writer")
         stack.push_async_callback(self._stop_writer)
+        await asyncio.to_thread(
+            replay_uncommitted,
+            "metrics",
+            self.core,
+            metrics_intake,
+            writer.queue_full,
+            self.telemetry,
+        )
+        self.core.start_seqs_at(metrics_intake.next_seq_floor())
 
+        traces_intake = self.intakes["traces"]
         trace_writer = TraceWriter(
-            config, self.database.dsn, self.trace_core, store, self.telemetry
+            config, self.database.dsn, self.trace_core, store, self.telemetry, traces_intake, spool
         )
         self.trace_writer = trace_writer
         stack.push_async_callback(trace_writer.close)
         self._start_task(trace_writer.run(), "tidegate-trace-writer", trace_writer.stop)
+        await asyncio.to_thread(
+            replay_uncommitted,
+            "traces",
+            self.trace_core,
+            traces_intake,
+            trace_writer.queue_full,
+            self.telemetry,
+        )
+        self.trace_core.start_seqs_at(traces_intake.next_seq_floor())
 
         retention = Retention(config, self.database.dsn, store, self.telemetry)
         self._start_task(retention.run(), "tidegate-retention", retention.stop)
 
         signals = [
-            Signal("metrics", METRICS_SERVICE, self.core.ingest, writer.queue_full, writer.account),
+            Signal(
+                "metrics",
+                METRICS_SERVICE,
+                self.core.ingest,
+                self.core.check,
+                writer.queue_full,
+                writer.account,
+                metrics_intake,
+            ),
             Signal(
                 "traces",
                 TRACE_SERVICE,
                 self.trace_core.ingest,
+                self.trace_core.check,
                 trace_writer.queue_full,
                 trace_writer.account,
+                traces_intake,
             ),
         ]
+        for signal in signals:
+            if signal.intake.durable:
+                stop_catching_up = asyncio.Event()
+                core = self.core if signal.name == "metrics" else self.trace_core
+                self._start_task(
+                    catch_up(signal.name, core, signal.intake, signal.queue_full, stop_catching_up),
+                    f"tidegate-{signal.name}-catch-up",
+                    stop_catching_up.set,
+                )
         self._receiver = Receiver(config, self.telemetry, signals)
         stack.push_async_callback(self._receiver.close)
         self._grpc = self._make_grpc_server(self._receiver)
@@ -155,6 +233,53 @@ class Daemon:
         self.grpc_port = self._grpc.add_insecure_port(address)
         await self._grpc.start()
         stack.push_async_callback(self._stop_grpc)
+
+    async def _open_intakes(self) -> None:
+        """One spool per signal (none in memory mode), recovered; a spool that cannot be
+        written from now on stops the daemon."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        for signal in ("metrics", "traces"):
+            spool: Spool | None = None
+            if config.spool.durability == "fsync":
+                spool = await asyncio.to_thread(
+                    Spool,
+                    config.spool_directory() / signal,
+                    segment_bytes=config.spool.segment_bytes,
+                )
+                report = spool.recovery
+                damage = self.telemetry.spool_damage.labels
+                damage(signal, "corrupt_record").inc(report.corrupt_records)
+                damage(signal, "torn_tail_byte").inc(report.torn_tail_bytes)
+                log.info(
+                    "%s spool: %d records in %d segments (%d bytes) recovered",
+                    signal,
+                    report.records,
+                    report.segments,
+                    report.bytes,
+                )
+                spool.add_fatal_listener(self._fail_from_thread(loop))
+            intake = Intake(signal, spool, config.spool.dedup_horizon_seconds)
+            # Read at every scrape.
+            self.telemetry.spool_bytes.labels(signal).set_function(intake.spool_size)
+            self.telemetry.spool_records.labels(signal).set_function(intake.spool_count)
+            self.intakes[signal] = intake
+            self._teardown.push_async_callback(intake.close)
+
+    def _fail_from_thread(self, loop: asyncio.AbstractEventLoop) -> Callable[[BaseException], None]:
+        def on_fatal(exc: BaseException) -> None:  # called on the spool's writer thread
+            loop.call_soon_threadsafe(self._fail, exc)
+
+        return on_fatal
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            log.critical("stopping: %s", exc)
+            self.failure = exc
+            self._ready = False
+            if self._receiver is not None:
+                self._receiver.stop_intake()
+            self.failed.set()
 
     def _start_task(self, coro: Any, name: str, stop: Callable[[], None]) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -179,8 +304,10 @@ class Daemon:
         return server
 
     async def _stop_grpc(self) -> None:
+        if self._receiver is not None:
+            self._receiver.stop_intake()
         if self._grpc is not None:
-            await self._grpc.stop(GRPC_GRACE_SECONDS)
+            await self._grpc.stop(self.config.grpc.shutdown_grace_seconds)
             self._grpc = None
 
     async def _stop_writer(self) -> None:

@@ -5,6 +5,7 @@ callers import them from one module.
 """
 
 from tidegate._core import DecodeError, TidegateError
+from tidegate.spool import SpoolClosedError, SpoolError, SpoolFatalError
 
 
 class ConfigError(TidegateError, ValueError):
@@ -32,6 +33,9 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "QueryError",
+    "SpoolClosedError",
+    "SpoolError",
+    "SpoolFatalError",
     "StorageError",
     "TidegateError",
 ]

@@ -13,7 +13,10 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from tidegate.errors import BackpressureError, DecodeError
+from tidegate.errors import BackpressureError, DecodeError, SpoolError
+
+# What a client is told to wait when the spool cannot take its request (the daemon stops).
+SPOOL_FAILED_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -49,5 +52,13 @@ def status_for(exc: BaseException) -> ErrorStatus:
             f"{exc}; retry after {exc.retry_after_seconds:g} s",
             True,
             exc.retry_after_seconds,
+        )
+    if isinstance(exc, SpoolError):
+        # Not acknowledged, so nothing is lost: the client retries once a daemon is back.
+        return ErrorStatus(
+            grpc.StatusCode.UNAVAILABLE,
+            f"the spool cannot take requests now ({exc}); retry",
+            True,
+            SPOOL_FAILED_RETRY_SECONDS,
         )
     return ErrorStatus(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}", False)

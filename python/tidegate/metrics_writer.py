@@ -3,6 +3,10 @@
 A single writer task owns one connection: on two cores a second COPY connection adds nothing
 (docs/architecture.md). While a batch is being written the core keeps buffering the next one,
 so the write queue is "what the core holds" plus "the batch in flight".
+
+Each batch commits in one transaction with the checkpoint of the spool records it covers and
+their accepted-request rows, and only once those records are fsynced in the spool: a crash
+before the commit replays them, a crash after it does not.
 """
 
 from __future__ import annotations
@@ -15,11 +19,22 @@ import time
 
 import asyncpg
 
+from tidegate import checkpoints
 from tidegate._core import ExportSummary, MetricsBatch, MetricsCore
+from tidegate.checkpoints import I64_MAX, NONE_OPEN, Checkpoint
 from tidegate.config import Config
+from tidegate.dead_letters import dead_letter
+from tidegate.intake import Accepted, Intake
 from tidegate.partitions import ensure_days
+from tidegate.spool import SpoolError
 from tidegate.telemetry import Telemetry
-from tidegate.write_retry import TRANSIENT_ERRORS, Backoff, refuses_the_data
+from tidegate.write_retry import (
+    TRANSIENT_ERRORS,
+    Backoff,
+    CircuitBreaker,
+    CircuitState,
+    refuses_the_data,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +48,37 @@ POINT_TABLES = (
 )
 # Bounds every statement, so that a PostgreSQL that stops answering cannot hang the writer.
 COMMAND_TIMEOUT_SECONDS = 120.0
+# How often accepted-request rows older than the deduplication horizon are deleted.
+PRUNE_EVERY_SECONDS = 60.0
+SINK = "metrics"
 
 
 class MetricsWriter:
     """Flushes the core every ``flush_interval_seconds`` (or sooner, under load) into PostgreSQL."""
 
-    def __init__(self, config: Config, dsn: str, core: MetricsCore, telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        config: Config,
+        dsn: str,
+        core: MetricsCore,
+        telemetry: Telemetry,
+        intake: Intake,
+        spool_id: str,
+        checkpoint: Checkpoint,
+    ) -> None:
         self._config = config
         self._dsn = dsn
         self._core = core
         self._telemetry = telemetry
+        self._intake = intake
+        self._spool_id = spool_id
+        self._checkpoint = checkpoint
+        self._hours_flushed = time.monotonic()
+        self._pruned = time.monotonic()
+        self._breaker = CircuitBreaker(
+            SINK, lambda state: telemetry.circuit_state.labels(SINK).set(state)
+        )
+        telemetry.circuit_state.labels(SINK).set(CircuitState.CLOSED)
         self._conn: asyncpg.Connection | None = None
         self._known_days: set[int] = set()
         self._in_flight_points = 0
@@ -112,10 +148,18 @@ class MetricsWriter:
             # the core's buffer but are not stored, and admission must still see them.
             self._in_flight_points = self._core.buffered_points
             # Once stopping, every open window is written too: a partial row now, merged by
-            # readers with whatever the next daemon writes for the same window.
-            batch = await asyncio.to_thread(
-                self._core.take_batch, time.time_ns(), flush_all=self._stopping.is_set()
+            # readers with whatever the next daemon writes for the same window. Every open
+            # hour is written now and then, so the spool need not keep an hour of requests.
+            now_ns = time.time_ns()
+            flush_all = self._stopping.is_set()
+            flush_hours = (
+                time.monotonic() - self._hours_flushed >= self._config.rollups.hour_flush_seconds
             )
+            batch = await asyncio.to_thread(
+                self._core.take_batch, now_ns, flush_all=flush_all, flush_hours=flush_hours
+            )
+            if flush_hours:
+                self._hours_flushed = time.monotonic()
             if batch is None:
                 self._in_flight_points = 0
                 self._publish_gauges()
@@ -123,7 +167,8 @@ class MetricsWriter:
             self._in_flight_points = batch.points
             self._publish_gauges()
             try:
-                await self._write_with_retry(batch)
+                checkpoint = self._next_checkpoint(batch, now_ns, flush_all, flush_hours)
+                await self._write_with_retry(batch, checkpoint)
             finally:
                 self._in_flight_points = 0
                 self._publish_gauges()
@@ -146,22 +191,47 @@ class MetricsWriter:
             log.error("%d series id collisions in this process", collisions)
             self._collisions_seen = collisions
 
-    async def _write_with_retry(self, batch: MetricsBatch) -> None:
+    def _next_checkpoint(
+        self, batch: MetricsBatch, now_ns: int, flush_all: bool, flush_hours: bool
+    ) -> Checkpoint:
+        """The checkpoint that commits with ``batch``."""
+        previous = self._checkpoint
+        closed_at = I64_MAX if flush_all else now_ns
+        committed = self._intake.committed_through(batch.seqs)
+        hours_written = flush_all or flush_hours
+        return Checkpoint(
+            committed=committed,
+            open_from_seq=None if batch.open_from_seq == NONE_OPEN else batch.open_from_seq,
+            closed_at_ns=closed_at,
+            hours_flushed_at_ns=closed_at if hours_written else previous.hours_flushed_at_ns,
+            hour_flush=committed.copy() if hours_written else previous.hour_flush,
+        )
+
+    async def _write_with_retry(self, batch: MetricsBatch, checkpoint: Checkpoint) -> None:
         tm = self._telemetry
+        try:
+            await self._intake.wait_durable(batch.seqs)
+        except SpoolError as exc:
+            # The daemon is stopping on this error: nothing unacknowledged may be stored.
+            self._core.forget_series(batch)
+            log.error("batch of %d points not written: the spool failed (%s)", batch.points, exc)
+            return
+        accepted = self._intake.accepted_in(batch.seqs)
         backoff = Backoff()
         while True:
             if self._gave_up:
                 # Shutdown already waited its time for PostgreSQL: don't wait again per batch.
-                self._drop(batch, "storage_unavailable_at_shutdown", None)
+                self._leave(batch)
                 return
+            await self._circuit_wait()
             started = time.perf_counter()
             try:
-                await self._write(batch)
+                await self._write(batch, checkpoint, accepted)
             except asyncpg.PostgresError as exc:
                 if refuses_the_data(exc):
                     # PostgreSQL refused the data itself: retrying the same batch cannot help.
                     tm.copy_batches.labels("failed").inc()
-                    self._drop(batch, "storage_rejected", exc)
+                    await self._dead_letter(batch, checkpoint, accepted, "storage_rejected", exc)
                     return
                 retry_in = await self._before_retry(exc, backoff)
             except TRANSIENT_ERRORS as exc:
@@ -170,9 +240,10 @@ class MetricsWriter:
                 tm.copy_batches.labels("failed").inc()
                 log.exception("unexpected error while writing a batch")
                 await self._reset_connection()  # its state is unknown
-                self._drop(batch, "internal_error", exc)
+                await self._dead_letter(batch, checkpoint, accepted, "internal_error", exc)
                 return
             else:
+                self._committed(batch, checkpoint)
                 tm.copy_batches.labels("ok").inc()
                 tm.copy_duration.observe(time.perf_counter() - started)
                 tm.points_stored.inc(batch.points)
@@ -184,16 +255,74 @@ class MetricsWriter:
                 continue
             await asyncio.sleep(retry_in)
 
+    async def _circuit_wait(self) -> None:
+        """While the circuit is open, wait (cut short by the shutdown deadline)."""
+        wait = self._breaker.wait_seconds()
+        if wait and self._stop_deadline is not None:
+            wait = min(wait, max(0.0, self._stop_deadline - time.monotonic()))
+        if wait:
+            await asyncio.sleep(wait)
+            self._breaker.wait_seconds()  # moves an open circuit whose time is up to half-open
+
+    def _committed(self, batch: MetricsBatch, checkpoint: Checkpoint) -> None:
+        self._breaker.succeeded()
+        self._checkpoint = checkpoint
+        freed = self._intake.mark_committed(batch.seqs)
+        if freed:
+            self._telemetry.spool_released_bytes.labels(SINK).inc(freed)
+
     async def _before_retry(self, exc: BaseException, backoff: Backoff) -> float | None:
         """Count and log a failed attempt; return the delay before the next, or None when
         shutdown has waited long enough for PostgreSQL."""
         self._telemetry.copy_batches.labels("retried").inc()
+        self._breaker.failed()
         await self._reset_connection()
         backoff.deadline = self._stop_deadline  # set by stop() even mid-retry
         delay = backoff.next_delay()
         if delay is not None:
             log.warning("PostgreSQL write failed (%s); retrying in %.1f s", exc, delay)
         return delay
+
+    def _leave(self, batch: MetricsBatch) -> None:
+        """Shutdown gave up on PostgreSQL: the batch stays in the spool for the next start,
+        or, without a spool, is lost and counted."""
+        self._core.forget_series(batch)
+        if self._intake.durable:
+            log.warning(
+                "PostgreSQL unavailable at shutdown: %d points stay in the spool and are "
+                "written at the next start",
+                batch.points,
+            )
+            return
+        self._drop(batch, "storage_unavailable_at_shutdown", None)
+
+    async def _dead_letter(
+        self,
+        batch: MetricsBatch,
+        checkpoint: Checkpoint,
+        accepted: list[Accepted],
+        reason: str,
+        exc: BaseException,
+    ) -> None:
+        """Storage refuses the batch for good: its requests go to the dead-letter table and
+        the checkpoint moves past them, so the batches after it are not blocked."""
+        self._drop(batch, reason, exc)
+
+        async def write(conn: asyncpg.Connection) -> None:
+            await self._write_checkpoint(conn, checkpoint, accepted)
+
+        if await dead_letter(
+            self._connection,
+            self._intake,
+            SINK,
+            batch.seqs,
+            f"{reason}: {exc}",
+            write,
+            self._reset_connection,
+            lambda: self._stop_deadline,
+        ):
+            self._telemetry.dead_letters.labels(SINK).inc()
+            self._committed(batch, checkpoint)
 
     def _drop(self, batch: MetricsBatch, reason: str, exc: BaseException | None) -> None:
         self._core.forget_series(batch)
@@ -226,7 +355,9 @@ class MetricsWriter:
             )
         return self._conn
 
-    async def _write(self, batch: MetricsBatch) -> None:
+    async def _write(
+        self, batch: MetricsBatch, checkpoint: Checkpoint, accepted: list[Accepted]
+    ) -> None:
         conn = await self._connection()
         await ensure_days(conn, batch.days, self._known_days)
         async with conn.transaction():
@@ -236,6 +367,18 @@ class MetricsWriter:
                 payload: bytes = getattr(batch, attribute)
                 if payload:
                     await conn.copy_to_table(table, source=io.BytesIO(payload), format="binary")
+            await self._write_checkpoint(conn, checkpoint, accepted)
+        if time.monotonic() - self._pruned >= PRUNE_EVERY_SECONDS:
+            self._pruned = time.monotonic()
+            await checkpoints.prune_accepted(conn, self._config.spool.dedup_horizon_seconds)
+
+    async def _write_checkpoint(
+        self, conn: asyncpg.Connection, checkpoint: Checkpoint, accepted: list[Accepted]
+    ) -> None:
+        """The spool position and accepted-request rows, in the caller's transaction."""
+        if self._intake.durable:
+            await checkpoints.save(conn, self._spool_id, SINK, checkpoint)
+        await checkpoints.record_accepted(conn, accepted)
 
     async def _write_series(self, conn: asyncpg.Connection, batch: MetricsBatch) -> None:
         await conn.copy_to_table(

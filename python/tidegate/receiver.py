@@ -3,7 +3,11 @@
 Each signal (metrics, traces) is registered as a generic handler with no deserializer, so grpc
 hands over the request bytes as they came off the wire (after gzip, which grpc undoes); no
 Python protobuf touches a request on the way in. Both signals share one admission budget
-(concurrent calls and request bytes being decoded) and one pool of decode threads.
+(concurrent calls, request bytes being decoded, spool bytes) and one pool of decode threads.
+
+A request is acknowledged only once it is decoded into the core and fsynced in its signal's
+spool. A resend of bytes accepted within the deduplication horizon is answered as the first
+one was, without being stored again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import grpc
 from tidegate.config import Config
 from tidegate.errors import BackpressureError
 from tidegate.grpc_status import status_for
+from tidegate.intake import Intake, request_hash
+from tidegate.spool import SpoolRecord
 from tidegate.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -35,12 +41,16 @@ class Signal:
 
     name: str  # the `signal` label of the request metrics
     service: str
-    # The core's ingest (GIL released): request bytes, now in ns → a summary with `.response`.
+    # The core's ingest (GIL released): request bytes, now in ns → a summary with
+    # `.response` and `.seq`.
     ingest: Callable[[bytes, int], Any]
+    # The same checks and summary without buffering anything (the request waits in the spool).
+    check: Callable[[bytes, int], Any]
     # Why the signal's write queue cannot take more now, or None.
     queue_full: Callable[[], str | None]
     # Counts what a summary accepted and rejected.
     account: Callable[[Any], None]
+    intake: Intake
 
 
 class Receiver:
@@ -52,6 +62,7 @@ class Receiver:
         self._signals = signals
         self._in_flight_calls = 0
         self._in_flight_bytes = 0
+        self._stopping = False
         # The Rust core releases the GIL, so these threads decode in parallel.
         self._executor = ThreadPoolExecutor(
             max_workers=config.ingest.decode_threads, thread_name_prefix="tidegate-decode"
@@ -72,6 +83,10 @@ class Receiver:
 
         return export
 
+    def stop_intake(self) -> None:
+        """From now on every Export gets UNAVAILABLE with RetryInfo (shutdown)."""
+        self._stopping = True
+
     async def close(self) -> None:
         # Waiting for the decode threads blocks; keep it off the event loop.
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -85,19 +100,27 @@ class Receiver:
         started = time.perf_counter()
         tm = self._telemetry
         tm.request_bytes.labels(signal.name).inc(len(request))
-        try:
-            self.admit(len(request), signal)
-            self._in_flight_calls += 1
-            self._in_flight_bytes += len(request)
+        intake = signal.intake
+        tenant = ""
+        digest = request_hash(signal.name, tenant, request)
+        first = intake.recent.get(digest, time.time_ns())
+        if first is None and (pending := intake.in_flight(digest)) is not None:
+            # The same bytes are being accepted right now: answer as that call is answered
+            # (when it fails, this one is tried on its own).
             try:
-                loop = asyncio.get_running_loop()
-                summary = await loop.run_in_executor(
-                    self._executor, signal.ingest, request, time.time_ns()
-                )
-            finally:
-                self._in_flight_calls -= 1
-                self._in_flight_bytes -= len(request)
+                response = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this call itself was cancelled
+            else:
+                return self._duplicate(signal, response, started)
+        if first is not None:
+            return self._duplicate(signal, first.response, started)
+        marker = intake.begin(digest)
+        try:
+            response = await self._accept(signal, request, tenant, digest)
         except Exception as exc:  # every failure is mapped to a status and answered below
+            intake.finish(digest, marker)
             answer = status_for(exc)
             tm.requests.labels(signal.name, answer.code.name).inc()
             tm.export_duration.labels(signal.name).observe(time.perf_counter() - started)
@@ -107,20 +130,65 @@ class Receiver:
                 log.info("rejected undecodable %s request: %s", signal.name, exc)
             await context.abort_with_status(answer.to_grpc_status())
             raise AssertionError("abort_with_status returns only by raising") from exc
-        signal.account(summary)
+        marker.set_result(response)
+        intake.finish(digest, marker)
         tm.requests.labels(signal.name, "OK").inc()
         tm.export_duration.labels(signal.name).observe(time.perf_counter() - started)
+        return response
+
+    async def _accept(self, signal: Signal, request: bytes, tenant: str, digest: bytes) -> bytes:
+        """Admit, decode into the core, make durable; return the response to send."""
+        self.admit(len(request), signal)
+        self._in_flight_calls += 1
+        self._in_flight_bytes += len(request)
+        try:
+            now_ns = time.time_ns()
+            loop = asyncio.get_running_loop()
+            intake = signal.intake
+            # With a spool, a full write queue (storage slow or down) does not turn clients
+            # away: requests go to the spool only, and are ingested from it once there is room.
+            defer = intake.durable and (intake.deferring or signal.queue_full() is not None)
+            if defer:
+                summary = await loop.run_in_executor(self._executor, signal.check, request, now_ns)
+                intake.defer(summary.seq)
+            else:
+                summary = await loop.run_in_executor(self._executor, signal.ingest, request, now_ns)
+            # It has a sequence number now (in the core, or deferred): it must reach the spool
+            # even if this call is cancelled, or the writer would wait for it forever.
+            record = SpoolRecord(summary.seq, now_ns, tenant, digest, request)
+            await asyncio.shield(signal.intake.persist(record, summary.response))
+        finally:
+            self._in_flight_calls -= 1
+            self._in_flight_bytes -= len(request)
+        signal.account(summary)
         response: bytes = summary.response
+        return response
+
+    def _duplicate(self, signal: Signal, response: bytes, started: float) -> bytes:
+        tm = self._telemetry
+        tm.duplicate_requests.labels(signal.name).inc()
+        tm.requests.labels(signal.name, "OK").inc()
+        tm.export_duration.labels(signal.name).observe(time.perf_counter() - started)
         return response
 
     def admit(self, request_bytes: int, signal: Signal) -> None:
         """Raise BackpressureError (answered UNAVAILABLE with RetryInfo) when accepting a
-        request of this size would exceed the signal's write queue, the concurrent calls being
-        decoded, or the bytes those calls hold."""
+        request of this size would exceed the spool (or, without one, the signal's write
+        queue), the concurrent calls being decoded, or the bytes those calls hold; and once
+        shutdown has begun."""
         ingest = self._config.ingest
-        reason = signal.queue_full()
-        if reason is not None:
+        # With a spool, a full write queue defers requests instead (see `_accept`).
+        reason = None if signal.intake.durable else signal.queue_full()
+        spool_bytes = sum(s.intake.spool_bytes for s in self._signals)
+        if self._stopping:
+            reason = "shutting down"
+        elif reason is not None:
             pass
+        elif spool_bytes + request_bytes > self._config.spool.max_bytes:
+            reason = (
+                f"spool full ({spool_bytes} bytes of requests not yet stored, "
+                f"limit {self._config.spool.max_bytes})"
+            )
         elif self._in_flight_calls >= self._config.grpc.max_concurrent_rpcs:
             reason = (
                 f"too many concurrent Export calls (limit {self._config.grpc.max_concurrent_rpcs})"

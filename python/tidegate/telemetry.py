@@ -162,3 +162,52 @@ class Telemetry:
             "Series rows inserted into PostgreSQL by this process.",
             registry=r,
         )
+        self.spool_bytes = Gauge(
+            "tidegate_spool_bytes",
+            "Bytes of spool segments on disk (requests not yet stored by every sink).",
+            ["signal"],
+            registry=r,
+        )
+        self.spool_records = Gauge(
+            "tidegate_spool_records",
+            "Spool records not yet released.",
+            ["signal"],
+            registry=r,
+        )
+        self.spool_released_bytes = Counter(
+            "tidegate_spool_released_bytes",
+            "Bytes of spool segments deleted once every record in them was stored.",
+            ["signal"],
+            registry=r,
+        )
+        self.spool_damage = Counter(
+            "tidegate_spool_damaged",
+            "Spool damage found at startup: corrupt records skipped, torn-tail bytes truncated.",
+            ["signal", "kind"],
+            registry=r,
+        )
+        self.replayed_records = Counter(
+            "tidegate_spool_replayed_records",
+            "Spool records replayed at startup: in full, or into open rollups only.",
+            ["signal", "mode"],
+            registry=r,
+        )
+        self.duplicate_requests = Counter(
+            "tidegate_duplicate_requests",
+            "Requests identical to one accepted within the deduplication horizon: "
+            "acknowledged again, not stored twice.",
+            ["signal"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "tidegate_dead_letters",
+            "Batches or blocks storage refused for good, kept in tidegate_dead_letters.",
+            ["sink"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "tidegate_sink_circuit_state",
+            "Circuit breaker of each sink: 0 closed, 1 open, 2 half-open.",
+            ["sink"],
+            registry=r,
+        )

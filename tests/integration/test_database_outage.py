@@ -90,21 +90,99 @@ def test_points_accepted_during_an_outage_are_stored_once_it_ends(
         server.cleanup()
 
 
-def test_shutdown_with_postgres_down_is_bounded_and_counts_what_it_loses(
+def test_an_outage_longer_than_the_write_queue_is_absorbed_by_the_spool(
     own_postgres: Path, tmp_path: Path
 ) -> None:
     server = start_embedded_server(own_postgres)
-    config = make_config(server.get_uri(), tmp_path, flush_interval_seconds=3600.0)
-    config.shutdown_timeout_seconds = 1.0
+    config = make_config(
+        server.get_uri(),
+        tmp_path,
+        flush_interval_seconds=0.1,
+        flush_points=POINTS_PER_REQUEST,
+        max_buffered_points=2 * POINTS_PER_REQUEST,
+    )
     daemon = RunningDaemon(config)
     try:
-        send(daemon, "lost")
+        server.cleanup()  # PostgreSQL stops
+        # Ten times what the write queue holds: every request is still acknowledged.
+        for i in range(20):
+            send(daemon, f"during{i}")
+        deferred = daemon.daemon.intakes["metrics"].deferred
+        assert len(deferred) >= 15, "the queue holds two requests; the rest wait in the spool"
+
+        server = start_embedded_server(own_postgres)  # PostgreSQL is back
+        wait_for(lambda: not daemon.daemon.intakes["metrics"].deferred, timeout=60)
+        daemon.flush()
+        wait_for(
+            lambda: (
+                daemon.query("SELECT sum(point_count) AS n FROM point_chunks")[0]["n"]
+                == 20 * POINTS_PER_REQUEST
+            ),
+            timeout=60,
+        )
+        rows = daemon.query(
+            """SELECT s.metric_name, sum(c.point_count) AS n FROM point_chunks c
+               JOIN series s ON s.id = c.series_id GROUP BY 1 ORDER BY 1"""
+        )
+        assert sorted((r["metric_name"], r["n"]) for r in rows) == sorted(
+            (f"during{i}", POINTS_PER_REQUEST) for i in range(20)
+        )
+    finally:
+        daemon.stop()
+        server.cleanup()
+
+
+def stop_with_postgres_down(own_postgres: Path, tmp_path: Path, durability: str) -> RunningDaemon:
+    """Accept a request, stop PostgreSQL before anything is written, stop the daemon: the
+    stop is bounded by the shutdown timeout."""
+    server = start_embedded_server(own_postgres)
+    config = make_config(server.get_uri(), tmp_path, flush_interval_seconds=3600.0)
+    config.shutdown_timeout_seconds = 1.0
+    config.spool.durability = durability
+    daemon = RunningDaemon(config)
+    try:
+        send(daemon, "kept")
         server.cleanup()  # PostgreSQL stops before anything was written
     finally:
         started = time.monotonic()
         daemon.stop()
     assert time.monotonic() - started < 15
-    dropped = daemon.daemon.telemetry.registry.get_sample_value(
+    return daemon
+
+
+def test_points_left_at_shutdown_stay_in_the_spool_and_arrive_at_the_next_start(
+    own_postgres: Path, tmp_path: Path
+) -> None:
+    stopped = stop_with_postgres_down(own_postgres, tmp_path, "fsync")
+    assert (
+        stopped.daemon.telemetry.registry.get_sample_value(
+            "tidegate_points_dropped_total", {"reason": "storage_unavailable_at_shutdown"}
+        )
+        is None
+    )
+    server = start_embedded_server(own_postgres)  # back, with the same data directory
+    daemon = RunningDaemon(make_config(server.get_uri(), tmp_path))
+    try:
+        replayed = daemon.daemon.telemetry.registry.get_sample_value(
+            "tidegate_spool_replayed_records_total", {"signal": "metrics", "mode": "full"}
+        )
+        assert replayed == 1
+        daemon.flush()
+        rows = daemon.query(
+            """SELECT s.metric_name, sum(c.point_count) AS n FROM point_chunks c
+               JOIN series s ON s.id = c.series_id GROUP BY 1"""
+        )
+        assert [(r["metric_name"], r["n"]) for r in rows] == [("kept", POINTS_PER_REQUEST)]
+    finally:
+        daemon.stop()
+        server.cleanup()
+
+
+def test_without_a_spool_points_left_at_shutdown_are_counted_as_lost(
+    own_postgres: Path, tmp_path: Path
+) -> None:
+    stopped = stop_with_postgres_down(own_postgres, tmp_path, "memory")
+    dropped = stopped.daemon.telemetry.registry.get_sample_value(
         "tidegate_points_dropped_total", {"reason": "storage_unavailable_at_shutdown"}
     )
     assert dropped == POINTS_PER_REQUEST

@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tidegate._core import CoreLimits, MetricsCore, RollupSettings
+from tidegate.checkpoints import Checkpoint
 from tidegate.config import Config
 from tidegate.errors import BackpressureError
+from tidegate.intake import Intake
 from tidegate.metrics_writer import MetricsWriter
 from tidegate.receiver import METRICS_SERVICE, Receiver, Signal
+from tidegate.spool import Spool, SpoolRecord
 from tidegate.telemetry import Telemetry
 
 MIB = 1024 * 1024
@@ -30,6 +34,15 @@ class Queue(MetricsWriter):
         return Queue.unwritten
 
 
+def make(config: Config, intake: Intake) -> tuple[Signal, Receiver]:
+    core = MetricsCore(CoreLimits(), RollupSettings())
+    queue = Queue(config, "", core, Telemetry(), intake, "spool", Checkpoint())
+    signal = Signal(
+        "metrics", METRICS_SERVICE, core.ingest, core.check, queue.queue_full, queue.account, intake
+    )
+    return signal, Receiver(config, Telemetry(), [signal])
+
+
 @pytest.fixture
 def signal_and_receiver() -> Iterator[tuple[Signal, Receiver]]:
     config = Config()
@@ -37,10 +50,7 @@ def signal_and_receiver() -> Iterator[tuple[Signal, Receiver]]:
     config.ingest.max_buffered_points = 1000
     config.ingest.max_in_flight_bytes = 10 * MIB
     Queue.unwritten = 0
-    core = MetricsCore(CoreLimits(), RollupSettings())
-    queue = Queue(config, "", core, Telemetry())
-    signal = Signal("metrics", METRICS_SERVICE, core.ingest, queue.queue_full, queue.account)
-    made = Receiver(config, Telemetry(), [signal])
+    signal, made = make(config, Intake("metrics", None, 600))
     yield signal, made
     asyncio.run(made.close())
 
@@ -74,3 +84,31 @@ def test_admission(
     with pytest.raises(BackpressureError, match=re.escape(message)) as refused:
         receiver.admit(request_bytes, signal)
     assert refused.value.retry_after_seconds == 1.0
+
+
+def test_a_full_spool_refuses_with_retry_info(tmp_path: Path) -> None:
+    config = Config()
+    config.spool.max_bytes = 100_000
+    spool = Spool(tmp_path / "metrics")
+    signal, receiver = make(config, Intake("metrics", spool, 600))
+
+    async def fill() -> None:
+        await spool.append(SpoolRecord(1, 0, "", bytes(16), bytes(60_000)))
+
+    asyncio.run(fill())
+    receiver.admit(30_000, signal)  # 60 KB held + 30 KB fits under 100 KB
+    with pytest.raises(BackpressureError, match=r"spool full \(600\d\d bytes") as refused:
+        receiver.admit(50_000, signal)
+    assert refused.value.retry_after_seconds == 1.0
+    asyncio.run(spool.close())
+    asyncio.run(receiver.close())
+
+
+def test_shutdown_refuses_every_request(
+    signal_and_receiver: tuple[Signal, Receiver],
+) -> None:
+    signal, receiver = signal_and_receiver
+    receiver.admit(MIB, signal)
+    receiver.stop_intake()
+    with pytest.raises(BackpressureError, match="shutting down"):
+        receiver.admit(MIB, signal)

@@ -1,0 +1,126 @@
+"""The sinks' checkpoints and accepted-request rows in PostgreSQL (``0004_spool.sql``).
+
+A writer calls ``save`` and ``record_accepted`` inside the transaction that commits the data
+they cover, so the data, the spool position and the deduplication rows commit or vanish
+together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from tidegate.intake import NS_PER_SECOND, Accepted
+from tidegate.spool import SeqSet
+
+# What the core's `open_from_seq` answers when no window or hour is open.
+NONE_OPEN = 2**64 - 1
+I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
+
+
+@dataclass
+class Checkpoint:
+    """What one sink has committed, and what a restart needs to rebuild its open state."""
+
+    committed: SeqSet = field(default_factory=SeqSet)
+    # Metrics: the lowest record holding data of an open window or hour (None: none open).
+    open_from_seq: int | None = None
+    # Metrics: the flush time of the last commit (I64_MAX when it wrote every window) ...
+    closed_at_ns: int = I64_MIN
+    # ... and of the last commit that wrote every open hour, with the records it covered.
+    hours_flushed_at_ns: int = I64_MIN
+    hour_flush: SeqSet = field(default_factory=SeqSet)
+
+
+async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint:
+    """The sink's checkpoint for this spool (an empty one when it never committed)."""
+    row = await conn.fetchrow(
+        """SELECT committed_floor, committed_extras, open_from_seq, closed_at_ns,
+                  hours_flushed_at_ns, hour_flush_floor, hour_flush_extras
+           FROM tidegate_checkpoints WHERE spool_id = $1 AND sink = $2""",
+        spool_id,
+        sink,
+    )
+    if row is None:
+        return Checkpoint()
+    return Checkpoint(
+        committed=SeqSet(row["committed_floor"], row["committed_extras"]),
+        open_from_seq=row["open_from_seq"],
+        closed_at_ns=_or(row["closed_at_ns"], I64_MIN),
+        hours_flushed_at_ns=_or(row["hours_flushed_at_ns"], I64_MIN),
+        hour_flush=SeqSet(_or(row["hour_flush_floor"], 0), row["hour_flush_extras"] or ()),
+    )
+
+
+async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoint) -> None:
+    """Upsert the checkpoint; call inside the transaction of the data it covers."""
+    await conn.execute(
+        """INSERT INTO tidegate_checkpoints AS c
+               (spool_id, sink, committed_floor, committed_extras, open_from_seq,
+                closed_at_ns, hours_flushed_at_ns, hour_flush_floor, hour_flush_extras)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (spool_id, sink) DO UPDATE SET
+               committed_floor = excluded.committed_floor,
+               committed_extras = excluded.committed_extras,
+               open_from_seq = excluded.open_from_seq,
+               closed_at_ns = excluded.closed_at_ns,
+               hours_flushed_at_ns = excluded.hours_flushed_at_ns,
+               hour_flush_floor = excluded.hour_flush_floor,
+               hour_flush_extras = excluded.hour_flush_extras,
+               updated_at = now()""",
+        spool_id,
+        sink,
+        cp.committed.floor,
+        list(cp.committed.extras),
+        cp.open_from_seq,
+        cp.closed_at_ns,
+        cp.hours_flushed_at_ns,
+        cp.hour_flush.floor,
+        list(cp.hour_flush.extras),
+    )
+
+
+async def record_accepted(conn: asyncpg.Connection, accepted: list[Accepted]) -> None:
+    """Add the accepted requests' rows; call inside the transaction of their data."""
+    if accepted:
+        await conn.copy_records_to_table(
+            "tidegate_accepted_requests",
+            records=[(a.request_hash, a.response, _timestamp(a.now_ns)) for a in accepted],
+            columns=["request_hash", "response", "accepted_at"],
+        )
+
+
+async def load_accepted(conn: asyncpg.Connection, horizon_seconds: float) -> list[Accepted]:
+    """The accepted requests within the horizon, oldest first."""
+    rows = await conn.fetch(
+        """SELECT request_hash, response,
+                  (extract(epoch FROM accepted_at) * 1e6)::bigint AS micros
+           FROM tidegate_accepted_requests
+           WHERE accepted_at > now() - make_interval(secs => $1)
+           ORDER BY accepted_at""",
+        horizon_seconds,
+    )
+    return [
+        Accepted(bytes(r["request_hash"]), bytes(r["response"]), r["micros"] * 1000) for r in rows
+    ]
+
+
+async def prune_accepted(conn: asyncpg.Connection, horizon_seconds: float) -> int:
+    """Delete accepted-request rows older than the horizon; returns how many."""
+    status = await conn.execute(
+        "DELETE FROM tidegate_accepted_requests "
+        "WHERE accepted_at <= now() - make_interval(secs => $1)",
+        horizon_seconds,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _timestamp(now_ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=dt.UTC)
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value

@@ -1,0 +1,149 @@
+"""At startup, the spool records the sinks had not committed go back into the cores.
+
+Metrics replay in two passes. First, before the writer starts, the committed records that
+still held data of open windows or hours (from the checkpoint's ``open_from_seq``) go back
+into those windows and hours only (``MetricsCore.replay_rollups``): their raw points are
+stored, their open rollups were lost with the process. Then, with the writer running (so the
+core's buffer drains as the replay fills it), every record not committed is ingested again
+under its own sequence number. Traces have only the second pass. Replayed requests are
+remembered for deduplication, as when they were first accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tidegate._core import MetricsCore
+from tidegate.checkpoints import Checkpoint
+from tidegate.errors import DecodeError
+from tidegate.intake import Accepted, Intake
+from tidegate.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+# While the writer's queue is full, the replay waits this long before looking again.
+FULL_QUEUE_PAUSE_SECONDS = 0.05
+
+
+def replay_metrics_rollups(
+    core: MetricsCore, intake: Intake, checkpoint: Checkpoint, telemetry: Telemetry
+) -> int:
+    """Rebuild the windows and hours that were open at the last commit; returns the records
+    replayed."""
+    if intake.spool is None or checkpoint.open_from_seq is None:
+        return 0
+    replayed = 0
+    for record in intake.spool.records():
+        if record.seq < checkpoint.open_from_seq or record.seq not in checkpoint.committed:
+            continue
+        try:
+            core.replay_rollups(
+                record.payload,
+                record.now_ns,
+                record.seq,
+                closed_at_ns=checkpoint.closed_at_ns,
+                hours_flushed_at_ns=checkpoint.hours_flushed_at_ns,
+                in_hour_flush=record.seq in checkpoint.hour_flush,
+            )
+        except DecodeError as exc:  # accepted once, so only a changed decoder gets here
+            log.error("spool record %d no longer decodes (%s); skipped", record.seq, exc)
+            continue
+        replayed += 1
+    telemetry.replayed_records.labels("metrics", "rollups").inc(replayed)
+    if replayed:
+        log.info("replayed %d stored metrics requests into their open rollups", replayed)
+    return replayed
+
+
+def replay_uncommitted(
+    signal: str,
+    core: Any,
+    intake: Intake,
+    queue_full: Callable[[], str | None],
+    telemetry: Telemetry,
+) -> int:
+    """Ingest every record not committed, under its own sequence number; returns how many.
+    ``core`` is the signal's ``MetricsCore`` or ``TraceCore``."""
+    if intake.spool is None:
+        return 0
+    replayed = 0
+    started = time.monotonic()
+    for record in intake.spool.records(skip=intake.committed):
+        while queue_full() is not None:
+            time.sleep(FULL_QUEUE_PAUSE_SECONDS)
+        try:
+            summary = core.ingest(record.payload, record.now_ns, record.seq)
+        except DecodeError as exc:
+            log.error("spool record %d no longer decodes (%s); skipped", record.seq, exc)
+            continue
+        intake.remember(record.seq, Accepted(record.request_hash, summary.response, record.now_ns))
+        replayed += 1
+    telemetry.replayed_records.labels(signal, "full").inc(replayed)
+    if replayed:
+        log.info(
+            "replayed %d %s requests from the spool in %.1f s",
+            replayed,
+            signal,
+            time.monotonic() - started,
+        )
+    return replayed
+
+
+async def catch_up(
+    signal: str,
+    core: Any,
+    intake: Intake,
+    queue_full: Callable[[], str | None],
+    stopping: asyncio.Event,
+) -> None:
+    """Ingest the deferred requests from the spool, oldest first, as the write queue makes
+    room; until ``stopping`` (what is left stays in the spool for the next start)."""
+    while not stopping.is_set():
+        waiting = asyncio.create_task(intake.deferred_waiting.wait())
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        stop.cancel()
+        while intake.deferred and not stopping.is_set():
+            ingested = await asyncio.to_thread(
+                _ingest_deferred, signal, core, intake, queue_full, stopping
+            )
+            if not ingested:
+                # Deferred records not yet fsynced: the next pass finds them.
+                await asyncio.sleep(FULL_QUEUE_PAUSE_SECONDS)
+        if not intake.deferred:
+            # On the event loop, so no request is deciding to defer meanwhile.
+            intake.deferring = False
+            intake.deferred_waiting.clear()
+
+
+def _ingest_deferred(
+    signal: str,
+    core: Any,
+    intake: Intake,
+    queue_full: Callable[[], str | None],
+    stopping: asyncio.Event,
+) -> int:
+    """One pass over the spool: ingest every deferred record found (on a worker thread)."""
+    assert intake.spool is not None, "only a spool defers requests"
+    ingested = 0
+    for record in intake.spool.records(skip=intake.committed):
+        if stopping.is_set():
+            return ingested
+        if record.seq not in intake.deferred:
+            continue
+        while queue_full() is not None:
+            if stopping.is_set():
+                return ingested
+            time.sleep(FULL_QUEUE_PAUSE_SECONDS)
+        try:
+            core.ingest(record.payload, record.now_ns, record.seq)
+        except DecodeError as exc:  # it passed the same check when it was accepted
+            log.error("deferred %s record %d no longer decodes (%s)", signal, record.seq, exc)
+        intake.deferred.discard(record.seq)
+        ingested += 1
+    return ingested

@@ -86,6 +86,19 @@ class LoadResult:
         return any(share >= SATURATED_CPU_SHARE for share in self.cpu_share)
 
 
+# Field 99, varint: not a field of ExportMetricsServiceRequest.
+SEND_NUMBER_TAG = bytes([0x98, 0x06])
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 async def _stream(
     export: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes],
     payloads: list[Payload],
@@ -97,12 +110,15 @@ async def _stream(
     index = first
     while time.monotonic() < deadline:
         payload = payloads[index % len(payloads)]
+        # Every send is a distinct request (a real exporter never sends the same bytes twice
+        # but to retry): an unknown field, which decoders skip, carries the send's number.
+        request = payload.body + SEND_NUMBER_TAG + _varint(index)
         index += stride
         # Retry the same request until it is answered or the run is over, as an OTLP exporter does.
         while time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                body = await export(payload.body, timeout=CALL_TIMEOUT_S)
+                body = await export(request, timeout=CALL_TIMEOUT_S)
             except grpc.aio.AioRpcError as error:
                 if error.code() in RETRYABLE:
                     result.retries += 1

@@ -35,6 +35,11 @@ def test_full_file_sets_every_section() -> None:
     assert config.rollups.window_seconds == 30
     assert config.rollups.lateness_seconds == 120
     assert config.rollups.compression == 200.0
+    assert config.rollups.hour_flush_seconds == 600
+    assert config.grpc.shutdown_grace_seconds == 3.0
+    assert (config.spool.durability, config.spool.directory) == ("memory", "/var/spool/tidegate")
+    assert (config.spool.max_bytes, config.spool.segment_bytes) == (1 << 30, 16 << 20)
+    assert config.spool.dedup_horizon_seconds == 300.0
     assert config.traces.store == "s3://tidegate-traces/prod"
     assert config.traces.block_max_age_seconds == 2.5
     assert config.traces.zstd_level == 5
@@ -97,6 +102,13 @@ def test_environment_overrides_file_and_flags_override_environment() -> None:
         ),
         ({"TIDEGATE_LOG_LEVEL": "loud"}, "log_level must be"),
         ({"TIDEGATE_ROLLUPS_WINDOW_SECONDS": "7"}, "rollups.window_seconds must divide 3600"),
+        ({"TIDEGATE_SPOOL_DURABILITY": "paper"}, "spool.durability must be fsync or memory"),
+        ({"TIDEGATE_SPOOL_SEGMENT_BYTES": "1000"}, "spool.segment_bytes must be at least 65536"),
+        ({"TIDEGATE_SPOOL_MAX_BYTES": "70000"}, "spool.max_bytes must be at least spool.segment"),
+        (
+            {"TIDEGATE_ROLLUPS_HOUR_FLUSH_SECONDS": "10"},
+            "rollups.hour_flush_seconds must be at least rollups.window_seconds",
+        ),
         ({"TIDEGATE_ROLLUPS_WINDOW_SECONDS": "0"}, "rollups.window_seconds must be a finite"),
         ({"TIDEGATE_ROLLUPS_LATENESS_SECONDS": "-1"}, "lateness_seconds must not be negative"),
         ({"TIDEGATE_ROLLUPS_COMPRESSION": "5"}, "compression must be between 10 and 10000"),

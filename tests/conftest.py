@@ -140,6 +140,18 @@ class RunningDaemon:
 
         return asyncio.run(fetch())
 
+    def execute(self, sql: str) -> None:
+        """Run statements (DDL included) on the daemon's database."""
+
+        async def run() -> None:
+            conn = await asyncpg.connect(self.daemon.dsn)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
     def stop(self) -> None:
         try:
             self.call(self.daemon.stop())

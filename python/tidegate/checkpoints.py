@@ -8,6 +8,7 @@ together.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -33,6 +34,8 @@ class Checkpoint:
     # ... and of the last commit that wrote every open hour, with the records it covered.
     hours_flushed_at_ns: int = I64_MIN
     hour_flush: SeqSet = field(default_factory=SeqSet)
+    # Names the batch or block this checkpoint commits with.
+    commit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint:
@@ -60,8 +63,9 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
     await conn.execute(
         """INSERT INTO tidegate_checkpoints AS c
                (spool_id, sink, committed_floor, committed_extras, open_from_seq,
-                closed_at_ns, hours_flushed_at_ns, hour_flush_floor, hour_flush_extras)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                closed_at_ns, hours_flushed_at_ns, hour_flush_floor, hour_flush_extras,
+                commit_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (spool_id, sink) DO UPDATE SET
                committed_floor = excluded.committed_floor,
                committed_extras = excluded.committed_extras,
@@ -70,6 +74,7 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
                hours_flushed_at_ns = excluded.hours_flushed_at_ns,
                hour_flush_floor = excluded.hour_flush_floor,
                hour_flush_extras = excluded.hour_flush_extras,
+               commit_id = excluded.commit_id,
                updated_at = now()""",
         spool_id,
         sink,
@@ -80,7 +85,19 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
         cp.hours_flushed_at_ns,
         cp.hour_flush.floor,
         list(cp.hour_flush.extras),
+        cp.commit_id,
     )
+
+
+async def committed(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoint) -> bool:
+    """Whether ``cp`` is the sink's last commit: after a failure that may have come after
+    COMMIT, the data it covers is stored and must not be written again."""
+    found = await conn.fetchval(
+        "SELECT commit_id FROM tidegate_checkpoints WHERE spool_id = $1 AND sink = $2",
+        spool_id,
+        sink,
+    )
+    return bool(found == cp.commit_id)
 
 
 async def record_accepted(conn: asyncpg.Connection, accepted: list[Accepted]) -> None:

@@ -1,11 +1,14 @@
 """The one mapping from tidegate's errors to gRPC status codes.
 
-Retryable answers carry a ``google.rpc.RetryInfo`` detail, which the OTLP exporters read to
-decide how long to back off, as the OTLP specification asks.
+Retryable answers carry a ``google.rpc.RetryInfo``, which the OTLP exporters read to decide how
+long to back off, as the OTLP specification asks: as a detail of the status
+(``grpc-status-details-bin``, where the specification puts it) and as its own trailer
+(``google.rpc.retryinfo-bin``, where the OpenTelemetry Python exporter looks for it).
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 
 import grpc
@@ -17,6 +20,13 @@ from tidegate.errors import BackpressureError, DecodeError, SpoolError
 
 # What a client is told to wait when the spool cannot take its request (the daemon stops).
 SPOOL_FAILED_RETRY_SECONDS = 5.0
+
+
+RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"
+
+
+class _Status(namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
+    """A status with trailing metadata of our choosing (grpc.Status is abstract)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,12 @@ class ErrorStatus:
                 retry_delay=duration_pb2.Duration(seconds=seconds, nanos=nanos)
             )
             status.details.add().Pack(detail)
+            with_details = rpc_status.to_status(status)
+            return _Status(
+                with_details.code,
+                with_details.details,
+                (*with_details.trailing_metadata, (RETRY_INFO_TRAILER, detail.SerializeToString())),
+            )
         return rpc_status.to_status(status)
 
 

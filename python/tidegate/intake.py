@@ -154,15 +154,22 @@ class Intake:
         after.update(seqs)
         return after
 
-    def mark_committed(self, seqs: list[int]) -> int:
+    def mark_committed(self, seqs: list[int], keep_from: int | None = None) -> int:
         """After the commit of ``seqs``: forget their accepted rows and delete the spool
-        segments every record of which is stored; returns the bytes freed."""
+        segments every record of which is stored and below ``keep_from`` (the records from
+        there on still hold data of open rollups); returns the bytes freed."""
         self.committed.update(seqs)
         for seq in seqs:
             self._unrecorded.pop(seq, None)
         if self.spool is None:
             return 0
-        return self.spool.release(self.committed)
+        releasable = self.committed
+        if keep_from is not None:
+            releasable = SeqSet(
+                min(self.committed.floor, keep_from - 1),
+                [seq for seq in self.committed.extras if seq < keep_from],
+            )
+        return self.spool.release(releasable)
 
     def next_seq_floor(self) -> int:
         """Sequence numbers given out from now on must be above everything the spool and

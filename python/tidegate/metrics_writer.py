@@ -226,7 +226,7 @@ class MetricsWriter:
             await self._circuit_wait()
             started = time.perf_counter()
             try:
-                await self._write(batch, checkpoint, accepted)
+                await self._write(batch, checkpoint, accepted, retrying=backoff.tried)
             except asyncpg.PostgresError as exc:
                 if refuses_the_data(exc):
                     # PostgreSQL refused the data itself: retrying the same batch cannot help.
@@ -267,7 +267,7 @@ class MetricsWriter:
     def _committed(self, batch: MetricsBatch, checkpoint: Checkpoint) -> None:
         self._breaker.succeeded()
         self._checkpoint = checkpoint
-        freed = self._intake.mark_committed(batch.seqs)
+        freed = self._intake.mark_committed(batch.seqs, keep_from=checkpoint.open_from_seq)
         if freed:
             self._telemetry.spool_released_bytes.labels(SINK).inc(freed)
 
@@ -356,9 +356,16 @@ class MetricsWriter:
         return self._conn
 
     async def _write(
-        self, batch: MetricsBatch, checkpoint: Checkpoint, accepted: list[Accepted]
+        self,
+        batch: MetricsBatch,
+        checkpoint: Checkpoint,
+        accepted: list[Accepted],
+        *,
+        retrying: bool,
     ) -> None:
         conn = await self._connection()
+        if retrying and await self._committed_before(conn, checkpoint):
+            return
         await ensure_days(conn, batch.days, self._known_days)
         async with conn.transaction():
             if batch.series_copy:
@@ -376,9 +383,15 @@ class MetricsWriter:
         self, conn: asyncpg.Connection, checkpoint: Checkpoint, accepted: list[Accepted]
     ) -> None:
         """The spool position and accepted-request rows, in the caller's transaction."""
-        if self._intake.durable:
-            await checkpoints.save(conn, self._spool_id, SINK, checkpoint)
+        await checkpoints.save(conn, self._spool_id, SINK, checkpoint)
         await checkpoints.record_accepted(conn, accepted)
+
+    async def _committed_before(self, conn: asyncpg.Connection, checkpoint: Checkpoint) -> bool:
+        """Whether an earlier attempt committed although its reply was lost."""
+        if await checkpoints.committed(conn, self._spool_id, SINK, checkpoint):
+            log.warning("an earlier attempt committed, its reply was lost: not written again")
+            return True
+        return False
 
     async def _write_series(self, conn: asyncpg.Connection, batch: MetricsBatch) -> None:
         await conn.copy_to_table(

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+# The longest RetryInfo delay a full spool asks for, and the fill below which it is not full.
+MAX_RETRY_AFTER_SECONDS = 30.0
+SPOOL_LOW_WATER = 0.9
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Receiver:
         self._in_flight_calls = 0
         self._in_flight_bytes = 0
         self._stopping = False
+        # Since when (time.monotonic()) the spool has turned requests away, if it does.
+        self._spool_full_since: float | None = None
         # The Rust core releases the GIL, so these threads decode in parallel.
         self._executor = ThreadPoolExecutor(
             max_workers=config.ingest.decode_threads, thread_name_prefix="tidegate-decode"
@@ -156,7 +161,11 @@ class Receiver:
             # It has a sequence number now (in the core, or deferred): it must reach the spool
             # even if this call is cancelled, or the writer would wait for it forever.
             record = SpoolRecord(summary.seq, now_ns, tenant, digest, request)
+            appending = time.perf_counter()
             await asyncio.shield(signal.intake.persist(record, summary.response))
+            self._telemetry.spool_append_duration.labels(signal.name).observe(
+                time.perf_counter() - appending
+            )
         finally:
             self._in_flight_calls -= 1
             self._in_flight_bytes -= len(request)
@@ -185,10 +194,18 @@ class Receiver:
         elif reason is not None:
             pass
         elif spool_bytes + request_bytes > self._config.spool.max_bytes:
+            now = time.monotonic()
+            if self._spool_full_since is None:
+                self._spool_full_since = now
             reason = (
                 f"spool full ({spool_bytes} bytes of requests not yet stored, "
                 f"limit {self._config.spool.max_bytes})"
             )
+            # Storage has been away this long: clients are told to wait longer the longer
+            # it lasts, so that those that retry a fixed number of times outlast an outage.
+            full_for = now - self._spool_full_since
+            delay = max(ingest.retry_after_seconds, min(MAX_RETRY_AFTER_SECONDS, full_for / 2))
+            raise BackpressureError(reason, delay)
         elif self._in_flight_calls >= self._config.grpc.max_concurrent_rpcs:
             reason = (
                 f"too many concurrent Export calls (limit {self._config.grpc.max_concurrent_rpcs})"
@@ -203,5 +220,8 @@ class Receiver:
                 f"{request_bytes}, limit {ingest.max_in_flight_bytes})"
             )
         else:
+            if spool_bytes < SPOOL_LOW_WATER * self._config.spool.max_bytes:
+                # Room again, not just a small request squeezing in: the outage is over.
+                self._spool_full_since = None
             return
         raise BackpressureError(reason, ingest.retry_after_seconds)

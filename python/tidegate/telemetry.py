@@ -174,6 +174,13 @@ class Telemetry:
             ["signal"],
             registry=r,
         )
+        self.spool_append_duration = Histogram(
+            "tidegate_spool_append_seconds",
+            "Time from a decoded request's append to its fsync (group commit), by signal.",
+            ["signal"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.spool_released_bytes = Counter(
             "tidegate_spool_released_bytes",
             "Bytes of spool segments deleted once every record in them was stored.",

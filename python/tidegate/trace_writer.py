@@ -181,7 +181,7 @@ class TraceWriter:
             await self._circuit_wait()
             started = time.perf_counter()
             try:
-                await self._write(block, checkpoint, accepted)
+                await self._write(block, checkpoint, accepted, retrying=backoff.tried)
             except asyncpg.PostgresError as exc:
                 if refuses_the_data(exc):
                     await self._dead_letter(block, checkpoint, accepted, "storage_rejected", exc)
@@ -298,9 +298,16 @@ class TraceWriter:
         return self._conn
 
     async def _write(
-        self, block: TraceBlock, checkpoint: Checkpoint, accepted: list[Accepted]
+        self,
+        block: TraceBlock,
+        checkpoint: Checkpoint,
+        accepted: list[Accepted],
+        *,
+        retrying: bool,
     ) -> None:
         conn = await self._connection()
+        if retrying and await self._committed_before(conn, checkpoint):
+            return
         if not block.traces:
             # Requests whose spans were all rejected: only their checkpoint.
             async with conn.transaction():
@@ -325,6 +332,12 @@ class TraceWriter:
         self, conn: asyncpg.Connection, checkpoint: Checkpoint, accepted: list[Accepted]
     ) -> None:
         """The spool position and accepted-request rows, in the caller's transaction."""
-        if self._intake.durable:
-            await checkpoints.save(conn, self._spool_id, SINK, checkpoint)
+        await checkpoints.save(conn, self._spool_id, SINK, checkpoint)
         await checkpoints.record_accepted(conn, accepted)
+
+    async def _committed_before(self, conn: asyncpg.Connection, checkpoint: Checkpoint) -> bool:
+        """Whether an earlier attempt committed although its reply was lost."""
+        if await checkpoints.committed(conn, self._spool_id, SINK, checkpoint):
+            log.warning("an earlier attempt committed, its reply was lost: not written again")
+            return True
+        return False

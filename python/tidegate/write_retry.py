@@ -17,7 +17,13 @@ log = logging.getLogger(__name__)
 
 # Client-side failures after which the same write may succeed on a new connection
 # (PostgreSQL's own errors are classified by SQLSTATE below).
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncpg.InterfaceError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    # A connection left mid-operation by an interrupted statement; a new one is used.
+    asyncpg.InternalClientError,
+)
 # SQLSTATE classes in which PostgreSQL refuses the data itself (22 data exception, 23 integrity
 # constraint violation, 54 program limit exceeded). Everything else (restarts, failovers, a
 # full disk, a wrong password) is retried: dropping would lose data the database could take.
@@ -41,11 +47,14 @@ class Backoff:
 
     deadline: float | None = None
     delay: float = FIRST_DELAY_SECONDS
+    # Whether an attempt has failed (the next one is a retry).
+    tried: bool = False
 
     def next_delay(self) -> float | None:
         """The wait before the next attempt (with full jitter over its upper half, so that
         writers that failed together do not retry together), or None when the deadline has
         passed."""
+        self.tried = True
         delay = self.delay * random.uniform(0.5, 1.0)
         if self.deadline is not None:
             remaining = self.deadline - time.monotonic()

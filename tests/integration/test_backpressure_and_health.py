@@ -1,7 +1,9 @@
-"""A full write queue answers UNAVAILABLE with RetryInfo; health endpoints tell the truth."""
+"""A full write queue answers UNAVAILABLE with RetryInfo without a spool, and defers to the
+spool with one; health endpoints tell the truth."""
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,13 +19,16 @@ from tests.conftest import RunningDaemon, make_config
 
 
 @pytest.fixture
-def small_queue_daemon(database_dsn: str, tmp_path: Path) -> Iterator[RunningDaemon]:
+def small_queue_daemon(
+    database_dsn: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[RunningDaemon]:
     config = make_config(
         database_dsn,
         tmp_path,
         max_buffered_points=1000,
         flush_points=1000,
     )
+    config.spool.durability = getattr(request, "param", "fsync")
     running = RunningDaemon(config)
     try:
         yield running
@@ -36,7 +41,8 @@ def thousand_points(name: str) -> bytes:
     return p.request([p.gauge(name, points)]).SerializeToString()
 
 
-def test_full_queue_is_unavailable_with_retry_info_and_loses_nothing(
+@pytest.mark.parametrize("small_queue_daemon", ["memory"], indirect=True)
+def test_without_a_spool_a_full_queue_is_unavailable_with_retry_info_and_loses_nothing(
     small_queue_daemon: RunningDaemon,
 ) -> None:
     daemon = small_queue_daemon
@@ -67,6 +73,37 @@ def test_full_queue_is_unavailable_with_retry_info_and_loses_nothing(
            JOIN series s ON s.id = c.series_id GROUP BY 1 ORDER BY 1"""
     )
     assert [(r["metric_name"], r["n"]) for r in rows] == [("first", 1000), ("second", 1000)]
+
+
+def test_with_a_spool_a_full_queue_defers_requests_and_loses_nothing(
+    small_queue_daemon: RunningDaemon,
+) -> None:
+    daemon = small_queue_daemon
+    blocker = daemon.call(asyncpg.connect(daemon.daemon.dsn))
+    try:
+        daemon.call(blocker.execute("BEGIN; LOCK TABLE point_chunks IN ACCESS EXCLUSIVE MODE"))
+        for name in ("first", "second", "third"):
+            answer = p.export(daemon.grpc_target, thousand_points(name))
+            assert answer.partial_success.ListFields() == []
+        # The queue holds one request; the others wait in the spool, not in memory.
+        assert len(daemon.daemon.intakes["metrics"].deferred) == 2
+    finally:
+        daemon.call(blocker.close())
+    daemon.flush()
+    rows: list[tuple[str, int]] = []
+    for _ in range(100):
+        daemon.flush()
+        rows = [
+            (r["metric_name"], r["n"])
+            for r in daemon.query(
+                """SELECT s.metric_name, sum(c.point_count) AS n FROM point_chunks c
+                   JOIN series s ON s.id = c.series_id GROUP BY 1 ORDER BY 1"""
+            )
+        ]
+        if len(rows) == 3:
+            break
+        time.sleep(0.1)
+    assert rows == [("first", 1000), ("second", 1000), ("third", 1000)]
 
 
 def get(url: str) -> tuple[int, str]:

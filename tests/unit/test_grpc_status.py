@@ -6,8 +6,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from tidegate.errors import BackpressureError, DecodeError
-from tidegate.grpc_status import status_for
+from tidegate.errors import BackpressureError, DecodeError, SpoolFatalError
+from tidegate.grpc_status import RETRY_INFO_TRAILER, status_for
 
 DETAILS_KEY = "grpc-status-details-bin"
 
@@ -23,6 +23,7 @@ def decoded_details(status: grpc.Status) -> status_pb2.Status:
         (DecodeError("cannot decode"), grpc.StatusCode.INVALID_ARGUMENT, False, None),
         (BackpressureError("queue full", 2.5), grpc.StatusCode.UNAVAILABLE, True, 2.5),
         (RuntimeError("boom"), grpc.StatusCode.INTERNAL, False, None),
+        (SpoolFatalError("fsync failed"), grpc.StatusCode.UNAVAILABLE, True, 5.0),
     ],
 )
 def test_each_error_maps_to_one_status(
@@ -37,13 +38,18 @@ def test_each_error_maps_to_one_status(
     details = decoded_details(status)
     assert details.code == code.value[0]
     retry_infos = [d for d in details.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    trailers = dict(status.trailing_metadata)
     if delay is None:
         assert retry_infos == []
+        assert RETRY_INFO_TRAILER not in trailers
     else:
         info = error_details_pb2.RetryInfo()
         retry_infos[0].Unpack(info)
-        assert info.retry_delay.seconds == 2
-        assert info.retry_delay.nanos == 500_000_000
+        seconds = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+        assert seconds == delay
+        # The same RetryInfo as a trailer of its own, where the Python exporter reads it.
+        alone = error_details_pb2.RetryInfo.FromString(trailers[RETRY_INFO_TRAILER])
+        assert alone == info
 
 
 def test_messages_tell_the_client_what_to_do() -> None:

@@ -15,6 +15,9 @@ CREATE TABLE tidegate_checkpoints (
     hours_flushed_at_ns  bigint,
     hour_flush_floor     bigint,
     hour_flush_extras    bigint[],
+    -- The batch or block this row was written with: after a failure that may have happened
+    -- after COMMIT (a lost reply), the writer reads it to learn whether to write again.
+    commit_id            text NOT NULL,
     updated_at           timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (spool_id, sink)
 );

@@ -1,0 +1,1 @@
+"""Fault tests: an acknowledged request survives a crash and reaches storage exactly once."""

@@ -23,18 +23,11 @@ from tidegate import checkpoints
 from tidegate._core import ExportSummary, MetricsBatch, MetricsCore
 from tidegate.checkpoints import I64_MAX, NONE_OPEN, Checkpoint
 from tidegate.config import Config
-from tidegate.dead_letters import dead_letter
 from tidegate.intake import Accepted, Intake
 from tidegate.partitions import ensure_days
-from tidegate.spool import SpoolError
+from tidegate.sink import Sink
 from tidegate.telemetry import Telemetry
-from tidegate.write_retry import (
-    TRANSIENT_ERRORS,
-    Backoff,
-    CircuitBreaker,
-    CircuitState,
-    refuses_the_data,
-)
+from tidegate.write_retry import TRANSIENT_ERRORS, Backoff, refuses_the_data
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +68,6 @@ class MetricsWriter:
         self._checkpoint = checkpoint
         self._hours_flushed = time.monotonic()
         self._pruned = time.monotonic()
-        self._breaker = CircuitBreaker(
-            SINK, lambda state: telemetry.circuit_state.labels(SINK).set(state)
-        )
-        telemetry.circuit_state.labels(SINK).set(CircuitState.CLOSED)
         self._conn: asyncpg.Connection | None = None
         self._known_days: set[int] = set()
         self._in_flight_points = 0
@@ -89,6 +78,15 @@ class MetricsWriter:
         self._stopping = asyncio.Event()
         self._stop_deadline: float | None = None
         self._gave_up = False
+        self._sink = Sink(
+            SINK,
+            intake,
+            spool_id,
+            telemetry,
+            self._connection,
+            self._reset_connection,
+            lambda: self._stop_deadline,
+        )
 
     @property
     def unwritten_points(self) -> int:
@@ -209,21 +207,20 @@ class MetricsWriter:
 
     async def _write_with_retry(self, batch: MetricsBatch, checkpoint: Checkpoint) -> None:
         tm = self._telemetry
-        try:
-            await self._intake.wait_durable(batch.seqs)
-        except SpoolError as exc:
-            # The daemon is stopping on this error: nothing unacknowledged may be stored.
+        sink = self._sink
+        if not await sink.durable(batch.seqs):
             self._core.forget_series(batch)
-            log.error("batch of %d points not written: the spool failed (%s)", batch.points, exc)
             return
         accepted = self._intake.accepted_in(batch.seqs)
         backoff = Backoff()
         while True:
             if self._gave_up:
                 # Shutdown already waited its time for PostgreSQL: don't wait again per batch.
-                self._leave(batch)
+                self._core.forget_series(batch)
+                if not sink.leave(f"{batch.points} points"):
+                    self._drop(batch, "storage_unavailable_at_shutdown", None)
                 return
-            await self._circuit_wait()
+            await sink.circuit_wait()
             started = time.perf_counter()
             try:
                 await self._write(batch, checkpoint, accepted, retrying=backoff.tried)
@@ -233,9 +230,11 @@ class MetricsWriter:
                     tm.copy_batches.labels("failed").inc()
                     await self._dead_letter(batch, checkpoint, accepted, "storage_rejected", exc)
                     return
-                retry_in = await self._before_retry(exc, backoff)
+                tm.copy_batches.labels("retried").inc()
+                retry_in = await sink.before_retry(exc, backoff)
             except TRANSIENT_ERRORS as exc:
-                retry_in = await self._before_retry(exc, backoff)
+                tm.copy_batches.labels("retried").inc()
+                retry_in = await sink.before_retry(exc, backoff)
             except Exception as exc:  # a bug must not kill the writer and strand the queue
                 tm.copy_batches.labels("failed").inc()
                 log.exception("unexpected error while writing a batch")
@@ -255,46 +254,10 @@ class MetricsWriter:
                 continue
             await asyncio.sleep(retry_in)
 
-    async def _circuit_wait(self) -> None:
-        """While the circuit is open, wait (cut short by the shutdown deadline)."""
-        wait = self._breaker.wait_seconds()
-        if wait and self._stop_deadline is not None:
-            wait = min(wait, max(0.0, self._stop_deadline - time.monotonic()))
-        if wait:
-            await asyncio.sleep(wait)
-            self._breaker.wait_seconds()  # moves an open circuit whose time is up to half-open
-
     def _committed(self, batch: MetricsBatch, checkpoint: Checkpoint) -> None:
-        self._breaker.succeeded()
         self._checkpoint = checkpoint
-        freed = self._intake.mark_committed(batch.seqs, keep_from=checkpoint.open_from_seq)
-        if freed:
-            self._telemetry.spool_released_bytes.labels(SINK).inc(freed)
-
-    async def _before_retry(self, exc: BaseException, backoff: Backoff) -> float | None:
-        """Count and log a failed attempt; return the delay before the next, or None when
-        shutdown has waited long enough for PostgreSQL."""
-        self._telemetry.copy_batches.labels("retried").inc()
-        self._breaker.failed()
-        await self._reset_connection()
-        backoff.deadline = self._stop_deadline  # set by stop() even mid-retry
-        delay = backoff.next_delay()
-        if delay is not None:
-            log.warning("PostgreSQL write failed (%s); retrying in %.1f s", exc, delay)
-        return delay
-
-    def _leave(self, batch: MetricsBatch) -> None:
-        """Shutdown gave up on PostgreSQL: the batch stays in the spool for the next start,
-        or, without a spool, is lost and counted."""
-        self._core.forget_series(batch)
-        if self._intake.durable:
-            log.warning(
-                "PostgreSQL unavailable at shutdown: %d points stay in the spool and are "
-                "written at the next start",
-                batch.points,
-            )
-            return
-        self._drop(batch, "storage_unavailable_at_shutdown", None)
+        # Records from `open_from_seq` on still hold data of open rollups: kept for a restart.
+        self._sink.committed(batch.seqs, keep_from=checkpoint.open_from_seq)
 
     async def _dead_letter(
         self,
@@ -307,21 +270,7 @@ class MetricsWriter:
         """Storage refuses the batch for good: its requests go to the dead-letter table and
         the checkpoint moves past them, so the batches after it are not blocked."""
         self._drop(batch, reason, exc)
-
-        async def write(conn: asyncpg.Connection) -> None:
-            await self._write_checkpoint(conn, checkpoint, accepted)
-
-        if await dead_letter(
-            self._connection,
-            self._intake,
-            SINK,
-            batch.seqs,
-            f"{reason}: {exc}",
-            write,
-            self._reset_connection,
-            lambda: self._stop_deadline,
-        ):
-            self._telemetry.dead_letters.labels(SINK).inc()
+        if await self._sink.dead_letter(batch.seqs, checkpoint, accepted, f"{reason}: {exc}"):
             self._committed(batch, checkpoint)
 
     def _drop(self, batch: MetricsBatch, reason: str, exc: BaseException | None) -> None:
@@ -364,7 +313,7 @@ class MetricsWriter:
         retrying: bool,
     ) -> None:
         conn = await self._connection()
-        if retrying and await self._committed_before(conn, checkpoint):
+        if retrying and await self._sink.committed_before(conn, checkpoint):
             return
         await ensure_days(conn, batch.days, self._known_days)
         async with conn.transaction():
@@ -374,24 +323,10 @@ class MetricsWriter:
                 payload: bytes = getattr(batch, attribute)
                 if payload:
                     await conn.copy_to_table(table, source=io.BytesIO(payload), format="binary")
-            await self._write_checkpoint(conn, checkpoint, accepted)
+            await self._sink.write_checkpoint(conn, checkpoint, accepted)
         if time.monotonic() - self._pruned >= PRUNE_EVERY_SECONDS:
             self._pruned = time.monotonic()
             await checkpoints.prune_accepted(conn, self._config.spool.dedup_horizon_seconds)
-
-    async def _write_checkpoint(
-        self, conn: asyncpg.Connection, checkpoint: Checkpoint, accepted: list[Accepted]
-    ) -> None:
-        """The spool position and accepted-request rows, in the caller's transaction."""
-        await checkpoints.save(conn, self._spool_id, SINK, checkpoint)
-        await checkpoints.record_accepted(conn, accepted)
-
-    async def _committed_before(self, conn: asyncpg.Connection, checkpoint: Checkpoint) -> bool:
-        """Whether an earlier attempt committed although its reply was lost."""
-        if await checkpoints.committed(conn, self._spool_id, SINK, checkpoint):
-            log.warning("an earlier attempt committed, its reply was lost: not written again")
-            return True
-        return False
 
     async def _write_series(self, conn: asyncpg.Connection, batch: MetricsBatch) -> None:
         await conn.copy_to_table(

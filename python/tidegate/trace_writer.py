@@ -18,23 +18,15 @@ import time
 
 import asyncpg
 
-from tidegate import checkpoints
 from tidegate._core import TraceBlock, TraceCore, TraceExportSummary
 from tidegate.checkpoints import Checkpoint
 from tidegate.config import Config
-from tidegate.dead_letters import dead_letter
 from tidegate.intake import Accepted, Intake
 from tidegate.object_store import ObjectStore, ObjectStoreError
 from tidegate.partitions import ensure_days
-from tidegate.spool import SpoolError
+from tidegate.sink import Sink
 from tidegate.telemetry import Telemetry
-from tidegate.write_retry import (
-    TRANSIENT_ERRORS,
-    Backoff,
-    CircuitBreaker,
-    CircuitState,
-    refuses_the_data,
-)
+from tidegate.write_retry import TRANSIENT_ERRORS, Backoff, refuses_the_data
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +71,20 @@ class TraceWriter:
         self._store = store
         self._telemetry = telemetry
         self._intake = intake
-        self._spool_id = spool_id
-        self._breaker = CircuitBreaker(
-            SINK, lambda state: telemetry.circuit_state.labels(SINK).set(state)
-        )
-        telemetry.circuit_state.labels(SINK).set(CircuitState.CLOSED)
         self._conn: asyncpg.Connection | None = None
         self._known_days: set[int] = set()
         self._in_flight_spans = 0
         self._stopping = asyncio.Event()
         self._stop_deadline: float | None = None
+        self._sink = Sink(
+            SINK,
+            intake,
+            spool_id,
+            telemetry,
+            self._connection,
+            self._reset_connection,
+            lambda: self._stop_deadline,
+        )
 
     @property
     def unwritten_spans(self) -> int:
@@ -168,17 +164,14 @@ class TraceWriter:
 
     async def _write_with_retry(self, block: TraceBlock) -> None:
         tm = self._telemetry
-        try:
-            await self._intake.wait_durable(block.seqs)
-        except SpoolError as exc:
-            # The daemon is stopping on this error: nothing unacknowledged may be stored.
-            log.error("block of %d spans not written: the spool failed (%s)", block.spans, exc)
+        sink = self._sink
+        if not await sink.durable(block.seqs):
             return
         checkpoint = Checkpoint(committed=self._intake.committed_through(block.seqs))
         accepted = self._intake.accepted_in(block.seqs)
         backoff = Backoff()
         while True:
-            await self._circuit_wait()
+            await sink.circuit_wait()
             started = time.perf_counter()
             try:
                 await self._write(block, checkpoint, accepted, retrying=backoff.tried)
@@ -186,62 +179,28 @@ class TraceWriter:
                 if refuses_the_data(exc):
                     await self._dead_letter(block, checkpoint, accepted, "storage_rejected", exc)
                     return
-                retry = await self._before_retry(exc, backoff)
+                tm.trace_blocks.labels("retried").inc()
+                retry = await sink.before_retry(exc, backoff)
             except RETRIED_ERRORS as exc:
-                retry = await self._before_retry(exc, backoff)
+                tm.trace_blocks.labels("retried").inc()
+                retry = await sink.before_retry(exc, backoff)
             except Exception as exc:  # a bug must not kill the writer and strand the queue
                 log.exception("unexpected error while writing a trace block")
                 await self._reset_connection()
                 await self._dead_letter(block, checkpoint, accepted, "internal_error", exc)
                 return
             else:
-                self._committed(block)
+                sink.committed(block.seqs)
                 tm.trace_blocks.labels("ok").inc()
                 tm.trace_block_bytes.inc(len(block.data))
                 tm.trace_block_duration.observe(time.perf_counter() - started)
                 tm.spans_stored.inc(block.spans)
                 return
             if retry is None:
-                self._leave(block)
+                if not sink.leave(f"{block.spans} spans"):
+                    self._drop(block, "storage_unavailable_at_shutdown", None)
                 return
             await asyncio.sleep(retry)
-
-    async def _circuit_wait(self) -> None:
-        """While the circuit is open, wait (cut short by the shutdown deadline)."""
-        wait = self._breaker.wait_seconds()
-        if wait and self._stop_deadline is not None:
-            wait = min(wait, max(0.0, self._stop_deadline - time.monotonic()))
-        if wait:
-            await asyncio.sleep(wait)
-            self._breaker.wait_seconds()  # moves an open circuit whose time is up to half-open
-
-    def _committed(self, block: TraceBlock) -> None:
-        self._breaker.succeeded()
-        freed = self._intake.mark_committed(block.seqs)
-        if freed:
-            self._telemetry.spool_released_bytes.labels(SINK).inc(freed)
-
-    async def _before_retry(self, exc: BaseException, backoff: Backoff) -> float | None:
-        self._telemetry.trace_blocks.labels("retried").inc()
-        self._breaker.failed()
-        await self._reset_connection()
-        backoff.deadline = self._stop_deadline  # set by stop() even mid-retry
-        delay = backoff.next_delay()
-        if delay is not None:
-            log.warning("trace block write failed (%s); retrying in %.1f s", exc, delay)
-        return delay
-
-    def _leave(self, block: TraceBlock) -> None:
-        """Shutdown gave up on storage: the block's requests stay in the spool for the next
-        start, or, without a spool, are lost and counted."""
-        if self._intake.durable:
-            log.warning(
-                "storage unavailable at shutdown: %d spans stay in the spool and are written "
-                "at the next start",
-                block.spans,
-            )
-            return
-        self._drop(block, "storage_unavailable_at_shutdown", None)
 
     async def _dead_letter(
         self,
@@ -255,24 +214,15 @@ class TraceWriter:
         table and the checkpoint moves past them; the stored block, never indexed, goes."""
         self._drop(block, reason, exc)
 
-        async def write(conn: asyncpg.Connection) -> None:
+        async def forget_pending(conn: asyncpg.Connection) -> None:
             await conn.execute(
                 "DELETE FROM tidegate_pending_blocks WHERE block_key = $1", block.key
             )
-            await self._write_checkpoint(conn, checkpoint, accepted)
 
-        if await dead_letter(
-            self._connection,
-            self._intake,
-            SINK,
-            block.seqs,
-            f"{reason}: {exc}",
-            write,
-            self._reset_connection,
-            lambda: self._stop_deadline,
+        if await self._sink.dead_letter(
+            block.seqs, checkpoint, accepted, f"{reason}: {exc}", forget_pending
         ):
-            self._telemetry.dead_letters.labels(SINK).inc()
-            self._committed(block)
+            self._sink.committed(block.seqs)
             with contextlib.suppress(ObjectStoreError):
                 await self._store.delete_prefix(block.key)
 
@@ -306,12 +256,12 @@ class TraceWriter:
         retrying: bool,
     ) -> None:
         conn = await self._connection()
-        if retrying and await self._committed_before(conn, checkpoint):
+        if retrying and await self._sink.committed_before(conn, checkpoint):
             return
         if not block.traces:
             # Requests whose spans were all rejected: only their checkpoint.
             async with conn.transaction():
-                await self._write_checkpoint(conn, checkpoint, accepted)
+                await self._sink.write_checkpoint(conn, checkpoint, accepted)
             return
         await ensure_days(conn, block.days, self._known_days)
         await conn.execute(
@@ -326,18 +276,4 @@ class TraceWriter:
             await conn.execute(
                 "DELETE FROM tidegate_pending_blocks WHERE block_key = $1", block.key
             )
-            await self._write_checkpoint(conn, checkpoint, accepted)
-
-    async def _write_checkpoint(
-        self, conn: asyncpg.Connection, checkpoint: Checkpoint, accepted: list[Accepted]
-    ) -> None:
-        """The spool position and accepted-request rows, in the caller's transaction."""
-        await checkpoints.save(conn, self._spool_id, SINK, checkpoint)
-        await checkpoints.record_accepted(conn, accepted)
-
-    async def _committed_before(self, conn: asyncpg.Connection, checkpoint: Checkpoint) -> bool:
-        """Whether an earlier attempt committed although its reply was lost."""
-        if await checkpoints.committed(conn, self._spool_id, SINK, checkpoint):
-            log.warning("an earlier attempt committed, its reply was lost: not written again")
-            return True
-        return False
+            await self._sink.write_checkpoint(conn, checkpoint, accepted)

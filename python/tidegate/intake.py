@@ -97,6 +97,14 @@ class Intake:
     def spool_bytes(self) -> int:
         return self.spool_size()
 
+    @property
+    def unstored_bytes(self) -> int:
+        """Spool bytes of requests not yet stored (segments kept only for the open rollups
+        of stored requests do not count): what the spool limit bounds."""
+        if self.spool is None:
+            return 0
+        return self.spool.bytes_after(self.committed.floor)
+
     def spool_size(self) -> int:
         return 0 if self.spool is None else self.spool.size_bytes
 

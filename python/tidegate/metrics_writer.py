@@ -150,9 +150,7 @@ class MetricsWriter:
             # hour is written now and then, so the spool need not keep an hour of requests.
             now_ns = time.time_ns()
             flush_all = self._stopping.is_set()
-            flush_hours = (
-                time.monotonic() - self._hours_flushed >= self._config.rollups.hour_flush_seconds
-            )
+            flush_hours = self._hours_due()
             batch = await asyncio.to_thread(
                 self._core.take_batch, now_ns, flush_all=flush_all, flush_hours=flush_hours
             )
@@ -188,6 +186,17 @@ class MetricsWriter:
             )
             log.error("%d series id collisions in this process", collisions)
             self._collisions_seen = collisions
+
+    def _hours_due(self) -> bool:
+        """Whether this batch also writes every open hour: every `hour_flush_seconds`, or
+        (at most once per window) sooner while the spool holds more than half its limit,
+        so that the records kept for open hours do not crowd out new requests."""
+        rollups = self._config.rollups
+        since = time.monotonic() - self._hours_flushed
+        if since >= rollups.hour_flush_seconds:
+            return True
+        crowded = self._intake.spool_bytes > self._config.spool.max_bytes // 2
+        return crowded and since >= rollups.window_seconds
 
     def _next_checkpoint(
         self, batch: MetricsBatch, now_ns: int, flush_all: bool, flush_hours: bool

@@ -188,7 +188,7 @@ class Receiver:
         ingest = self._config.ingest
         # With a spool, a full write queue defers requests instead (see `_accept`).
         reason = None if signal.intake.durable else signal.queue_full()
-        spool_bytes = sum(s.intake.spool_bytes for s in self._signals)
+        spool_bytes = sum(s.intake.unstored_bytes for s in self._signals)
         if self._stopping:
             reason = "shutting down"
         elif reason is not None:

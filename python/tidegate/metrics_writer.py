@@ -78,8 +78,11 @@ class MetricsWriter:
         self._stopping = asyncio.Event()
         self._stop_deadline: float | None = None
         self._gave_up = False
+        # Read at every scrape, so that it is true while a write is being retried.
+        telemetry.buffered_points.set_function(lambda: self.unwritten_points)
         self._sink = Sink(
             SINK,
+            "PostgreSQL",
             intake,
             spool_id,
             telemetry,
@@ -176,7 +179,6 @@ class MetricsWriter:
             self._conn = None
 
     def _publish_gauges(self) -> None:
-        self._telemetry.buffered_points.set(self.unwritten_points)
         self._telemetry.known_series.set(self._core.known_series)
         self._telemetry.open_windows.set(self._core.open_windows)
         collisions = self._core.series_collisions

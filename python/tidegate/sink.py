@@ -23,11 +23,13 @@ log = logging.getLogger(__name__)
 
 
 class Sink:
-    """One writer's side of the spool: ``name`` is ``metrics`` or ``traces``."""
+    """One writer's side of the spool: ``name`` is ``metrics`` or ``traces``, ``storage``
+    says where its writes go."""
 
     def __init__(
         self,
         name: str,
+        storage: str,
         intake: Intake,
         spool_id: str,
         telemetry: Telemetry,
@@ -36,6 +38,7 @@ class Sink:
         deadline: Callable[[], float | None],
     ) -> None:
         self.name = name
+        self._storage = storage  # what the writes go to, for log lines
         self.intake = intake
         self._spool_id = spool_id
         self._telemetry = telemetry
@@ -74,7 +77,14 @@ class Sink:
         backoff.deadline = self._deadline()  # set by stop() even mid-retry
         delay = backoff.next_delay()
         if delay is not None:
-            log.warning("%s write failed (%s); retrying in %.1f s", self.name, exc, delay)
+            log.warning(
+                "%s write to %s failed (%s: %s); retrying in %.1f s",
+                self.name,
+                self._storage,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
         return delay
 
     async def write_checkpoint(

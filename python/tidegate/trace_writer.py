@@ -78,6 +78,7 @@ class TraceWriter:
         self._stop_deadline: float | None = None
         self._sink = Sink(
             SINK,
+            "the trace store and PostgreSQL",
             intake,
             spool_id,
             telemetry,

@@ -23,6 +23,7 @@ import asyncpg
 from tidegate.config import Config
 from tidegate.object_store import ObjectStore, ObjectStoreError
 from tidegate.telemetry import Telemetry
+from tidegate.write_retry import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Retention:
         while not self._stopping.is_set():
             try:
                 await self.run_once(dt.datetime.now(dt.UTC).date())
-            except (OSError, TimeoutError, asyncpg.PostgresError, ObjectStoreError) as exc:
+            except (*TRANSIENT_ERRORS, asyncpg.PostgresError, ObjectStoreError) as exc:
                 self._telemetry.retention_runs.labels("failed").inc()
                 log.warning("retention pass failed (%s); next try in %.0f s", exc, self._interval)
             with contextlib.suppress(TimeoutError):

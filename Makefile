@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 PY_SOURCES := python tests bench
 
-.PHONY: help venv build run test lint test-rust test-python bench clean
+.PHONY: help venv build run test lint test-rust test-python bench bench-stages clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ test: build lint test-rust test-python ## everything CI runs
 
 bench: build ## end-to-end benchmark: tidegate against the baseline on real PostgreSQL
 	$(BIN)/python bench/e2e.py
+
+bench-stages: build ## per-stage micro-benchmarks (criterion) and the spool append benchmark
+	cargo bench --bench stages --features bench-internals -- --noplot
+	$(BIN)/python bench/bench_spool.py
 
 clean: ## remove build outputs and the virtualenv
 	rm -rf $(VENV) target python/tidegate/_core*.so

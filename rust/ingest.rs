@@ -17,7 +17,7 @@ use crate::staged::{self, Limits, Payload, StagedRequest, ROW_TABLES};
 use crate::windows::{ReplayFilter, RollupSettings};
 
 /// Number of shards; a power of two, well above the number of ingest threads.
-const SHARDS: usize = 16;
+pub(crate) const SHARDS: usize = 16;
 
 pub(crate) fn shard_of(id: u64) -> usize {
     // The top bits: `IdHasher` inside a shard mixes all bits, so this does not skew the maps.
@@ -142,6 +142,10 @@ pub struct MetricsCore {
     pub(crate) series: Mutex<SeriesRows>,
     pub(crate) buffered_points: AtomicU64,
     pub(crate) seqs: Mutex<SeqLog>,
+    /// Benchmarks only: points skip their windows, to show what windowing costs
+    /// (`bench_api::core_without_windows`).
+    #[cfg(feature = "bench-internals")]
+    pub(crate) skip_windows: bool,
 }
 
 impl MetricsCore {
@@ -157,7 +161,20 @@ impl MetricsCore {
             series: Mutex::default(),
             buffered_points: AtomicU64::new(0),
             seqs: Mutex::default(),
+            #[cfg(feature = "bench-internals")]
+            skip_windows: false,
         }
+    }
+
+    /// Whether accepted points go into their windows: always, except in a benchmark's core.
+    #[cfg(not(feature = "bench-internals"))]
+    fn windows_enabled(&self) -> bool {
+        true
+    }
+
+    #[cfg(feature = "bench-internals")]
+    fn windows_enabled(&self) -> bool {
+        !self.skip_windows
     }
 
     /// The limits this core applies.
@@ -342,7 +359,9 @@ impl MetricsCore {
                     }
                     Payload::Row { .. } => {}
                 }
-                shard.windows.add(staged, i, &self.rollups, seq, None);
+                if self.windows_enabled() {
+                    shard.windows.add(staged, i, &self.rollups, seq, None);
+                }
             }
         }
         collided.sort_unstable();

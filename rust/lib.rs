@@ -7,6 +7,8 @@ use pyo3::prelude::*;
 
 pub mod attributes;
 pub mod batch;
+#[cfg(feature = "bench-internals")]
+pub mod bench_api;
 pub mod buffer;
 pub mod copy_binary;
 pub mod decode;

@@ -125,6 +125,16 @@ impl MetricsCore {
         windows + lock(&self.hours).len()
     }
 
+    /// The start of the oldest window not yet taken by a flush (`None` when none is open):
+    /// how far the flushes lag behind closing windows. Open hours are not windows and are
+    /// left out.
+    pub fn oldest_open_window_start_ns(&self) -> Option<i64> {
+        self.shards
+            .iter()
+            .filter_map(|s| lock(s).windows.oldest_open_start_ns())
+            .min()
+    }
+
     /// Points buffered since the last `take_batch`.
     pub fn buffered_points(&self) -> u64 {
         self.buffered_points.load(Ordering::Relaxed)

@@ -394,6 +394,11 @@ impl MetricsCore {
     }
 
     #[getter]
+    fn oldest_open_window_start_ns(&self) -> Option<i64> {
+        self.inner.oldest_open_window_start_ns()
+    }
+
+    #[getter]
     fn known_series(&self) -> usize {
         self.inner.known_series()
     }

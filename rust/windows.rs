@@ -175,6 +175,11 @@ impl OpenWindows {
         self.min_seq
     }
 
+    /// The earliest window start among the open aggregates (`None` when none is open).
+    pub fn earliest_start_ns(&self) -> Option<i64> {
+        (!self.map.is_empty()).then_some(self.earliest_start_ns)
+    }
+
     /// Aggregates open.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -424,6 +429,13 @@ impl Windows {
     /// No spool record below this one holds data of an open window (`u64::MAX` when none).
     pub fn min_seq(&self) -> u64 {
         self.open.min_seq().min(self.hour_parts.min_seq())
+    }
+
+    /// The start of the oldest window still waiting to close (`None` when none is open).
+    /// Replayed hour parts are left out: their windows were written already, and every
+    /// flush takes them.
+    pub fn oldest_open_start_ns(&self) -> Option<i64> {
+        self.open.earliest_start_ns()
     }
 
     /// Windows currently open.

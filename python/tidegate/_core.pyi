@@ -185,6 +185,10 @@ class MetricsCore:
     def open_windows(self) -> int:
         """Windows and hours not yet written as rollup rows."""
     @property
+    def oldest_open_window_start_ns(self) -> int | None:
+        """Start (Unix ns) of the oldest window not yet taken by ``take_batch``; ``None``
+        when no window is open. Open hours are not counted."""
+    @property
     def known_series(self) -> int: ...
     @property
     def series_collisions(self) -> int:

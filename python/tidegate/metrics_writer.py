@@ -44,6 +44,18 @@ COMMAND_TIMEOUT_SECONDS = 120.0
 # How often accepted-request rows older than the deduplication horizon are deleted.
 PRUNE_EVERY_SECONDS = 60.0
 SINK = "metrics"
+NS_PER_SECOND = 1_000_000_000
+
+
+def rollup_lag_seconds(
+    oldest_start_ns: int | None, now_ns: int, window_seconds: int, lateness_seconds: int
+) -> float:
+    """How long ago the oldest open window (starting at ``oldest_start_ns``; ``None`` when no
+    window is open) was due to be written: its end plus the lateness; 0 when not yet due."""
+    if oldest_start_ns is None:
+        return 0.0
+    due_ns = oldest_start_ns + (window_seconds + lateness_seconds) * NS_PER_SECOND
+    return max(0, now_ns - due_ns) / NS_PER_SECOND
 
 
 class MetricsWriter:
@@ -80,6 +92,7 @@ class MetricsWriter:
         self._gave_up = False
         # Read at every scrape, so that it is true while a write is being retried.
         telemetry.buffered_points.set_function(lambda: self.unwritten_points)
+        telemetry.rollup_lag.set_function(self._rollup_lag)
         self._sink = Sink(
             SINK,
             "PostgreSQL",
@@ -188,6 +201,15 @@ class MetricsWriter:
             )
             log.error("%d series id collisions in this process", collisions)
             self._collisions_seen = collisions
+
+    def _rollup_lag(self) -> float:
+        rollups = self._config.rollups
+        return rollup_lag_seconds(
+            self._core.oldest_open_window_start_ns,
+            time.time_ns(),
+            rollups.window_seconds,
+            rollups.lateness_seconds,
+        )
 
     def _hours_due(self) -> bool:
         """Whether this batch also writes every open hour: every `hour_flush_seconds`, or

@@ -90,6 +90,12 @@ class Telemetry:
             "Rollup windows and hours still open (not yet written as rollup rows).",
             registry=r,
         )
+        self.rollup_lag = Gauge(
+            "tidegate_rollup_lag_seconds",
+            "Seconds by which the oldest open rollup window is overdue (its end plus "
+            "rollups.lateness_seconds passed without a flush writing it); 0 when none is.",
+            registry=r,
+        )
         self.rollup_rows = Counter(
             "tidegate_rollup_rows_stored",
             "Rollup rows committed to PostgreSQL, by resolution (window or hour).",

@@ -295,6 +295,24 @@ fn flush_all_writes_windows_that_are_still_open() {
 }
 
 #[test]
+fn oldest_open_window_is_the_earliest_start_of_any_shard() {
+    let core = core();
+    assert_eq!(core.oldest_open_window_start_ns(), None);
+    // Several series, so that the windows spread over several shards.
+    let metrics = (0..8)
+        .map(|k| gauge(&format!("g{k}"), vec![at(window(2 + k % 3) + S, 1.0)]))
+        .collect();
+    ingest(&core, metrics);
+    assert_eq!(core.oldest_open_window_start_ns(), Some(window(2)));
+    // Closing window 2 leaves window 3 the oldest; open hours never count.
+    core.take_batch_at(closes(window(2)), false, false).unwrap();
+    assert_eq!(core.oldest_open_window_start_ns(), Some(window(3)));
+    core.take_batch_at(closes(window(4)), false, false).unwrap();
+    assert!(core.open_windows() > 0, "the hour is still open");
+    assert_eq!(core.oldest_open_window_start_ns(), None);
+}
+
+#[test]
 fn hour_rows_merge_the_windows_of_one_hour() {
     let core = core();
     // Windows 0, 1 and 59 of HOUR0, and one point of the next hour.

@@ -2,9 +2,9 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
-PY_SOURCES := python tests bench
+PY_SOURCES := python tests bench docker/grafana
 
-.PHONY: help venv build run test lint test-rust test-python bench bench-stages clean
+.PHONY: help venv build run test lint test-rust test-python bench bench-stages dashboards clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench: build ## end-to-end benchmark: tidegate against the baseline on real Post
 bench-stages: build ## per-stage micro-benchmarks (criterion) and the spool append benchmark
 	cargo bench --bench stages --features bench-internals -- --noplot
 	$(BIN)/python bench/bench_spool.py
+
+dashboards: venv ## regenerate docker/grafana/dashboards/*.json from docker/grafana/generate.py
+	$(BIN)/python docker/grafana/generate.py
 
 clean: ## remove build outputs and the virtualenv
 	rm -rf $(VENV) target python/tidegate/_core*.so

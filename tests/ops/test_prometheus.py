@@ -1,5 +1,6 @@
 """The Prometheus files of the operations kit (docker/prometheus/): promtool's checks, the alert
-unit tests, and every alert expression evaluated by a real Prometheus scraping a real daemon."""
+unit tests, and every alert and dashboard expression evaluated by a real Prometheus scraping a
+real daemon (the ingest panels' with data)."""
 
 from __future__ import annotations
 
@@ -181,7 +182,26 @@ def exposed_metric_names(http_url: str) -> set[str]:
     return names
 
 
-def test_every_alert_expression_evaluates_on_a_live_daemon(
+DASHBOARDS = Path(__file__).resolve().parents[2] / "docker" / "grafana" / "dashboards"
+# Grafana's own variables in the dashboards' PromQL, as Grafana would fill them in.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+
+
+def dashboard_promql() -> list[tuple[str, str]]:
+    """(panel title, expression) of every Prometheus target in the committed dashboards."""
+    found = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        for panel in json.loads(path.read_text()).get("panels", []):
+            for target in panel.get("targets") or []:
+                expr = target.get("expr")
+                if expr:
+                    for variable, value in GRAFANA_VARIABLES.items():
+                        expr = expr.replace(variable, value)
+                    found.append((f"{path.name}: {panel.get('title')}", expr))
+    return found
+
+
+def test_every_alert_and_dashboard_expression_evaluates_on_a_live_daemon(
     prometheus_tools: PrometheusTools, database_dsn: str, tmp_path: Path
 ) -> None:
     deadline = time.monotonic() + 45
@@ -219,8 +239,18 @@ def test_every_alert_expression_evaluates_on_a_live_daemon(
                 assert answer["status"] == "success", (rule["name"], answer)
                 assert answer["data"]["resultType"] == "vector", (rule["name"], answer)
 
+            # Every dashboard query evaluates; those of the ingest panels return data.
+            panels = dashboard_promql()
+            assert len(panels) >= 20
+            for title, expr in panels:
+                answer = prometheus.query(expr)
+                assert answer["status"] == "success", (title, expr, answer)
+                if "_accepted_total" in expr:
+                    assert answer["data"]["result"], (title, expr, "no data")
+
             # An expression on a misspelled metric evaluates just as well, to nothing.
-            referenced = {m for rule in rules for m in re.findall(r"\btidegate_\w+", rule["query"])}
+            exprs = [rule["query"] for rule in rules] + [expr for _, expr in panels]
+            referenced = {m for expr in exprs for m in re.findall(r"\btidegate_\w+", expr)}
             missing = referenced - exposed_metric_names(http)
-            assert not missing, f"alerts.yml names metrics the daemon lacks: {missing}"
+            assert not missing, f"alerts or dashboards name metrics the daemon lacks: {missing}"
         terminate(process)

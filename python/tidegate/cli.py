@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from tidegate import __version__, query_cli, trace_cli
+from tidegate import __version__, query_cli, sd_notify, trace_cli
 from tidegate.config import Config, load
 from tidegate.daemon import Daemon
 from tidegate.errors import ConfigError, QueryError, SpoolError, StorageError
@@ -105,11 +105,19 @@ async def _run(config: Config) -> int:
         loop.add_signal_handler(signum, stop.set)
     daemon = Daemon(config)
     await daemon.start()
+    sd_notify.notify(
+        f"READY=1\nSTATUS=OTLP/gRPC on port {daemon.grpc_port}, HTTP on port {daemon.http_port}"
+    )
+    watchdog = _start_watchdog(daemon)
     stopped = asyncio.create_task(stop.wait())
     failed = asyncio.create_task(daemon.failed.wait())
     await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     failed.cancel()
+    if watchdog is not None:
+        watchdog.cancel()
+    # systemd stops the watchdog once told, so a long drain is not killed as a hang.
+    sd_notify.notify("STOPPING=1\nSTATUS=stopping: flushing what was accepted")
     log.info("shutting down: no new requests; flushing what was accepted")
     await daemon.stop()
     if daemon.failure is not None:
@@ -125,6 +133,17 @@ async def _run(config: Config) -> int:
         log.error("%d accepted points could not be stored", int(dropped))
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _start_watchdog(daemon: Daemon) -> asyncio.Task[None] | None:
+    interval = sd_notify.watchdog_interval()
+    if interval is None:
+        return None
+    # Daemon has no public readiness accessor; `_ready` is what /readyz answers from.
+    return asyncio.create_task(
+        sd_notify.run_watchdog(interval, lambda: daemon._ready and not daemon.failed.is_set()),
+        name="tidegate-sd-watchdog",
+    )
 
 
 if __name__ == "__main__":

@@ -55,6 +55,9 @@ class StorageConfig:
 
     dsn: str = ""
     connect_timeout_seconds: float = 30.0
+    # "auto": when the timescaledb extension can be created, the day-partitioned tables become
+    # hypertables with retention and compression policies (docs/timescaledb.md); "off": never.
+    timescale: str = "auto"
 
 
 @dataclass
@@ -229,6 +232,10 @@ class Config:
             raise ConfigError("rollups.compression must be between 10 and 10000")
         if self.rollups.hour_flush_seconds < self.rollups.window_seconds:
             raise ConfigError("rollups.hour_flush_seconds must be at least rollups.window_seconds")
+        if self.storage.timescale not in {"auto", "off"}:
+            raise ConfigError(
+                f"storage.timescale must be auto or off, got {self.storage.timescale!r}"
+            )
         if self.spool.durability not in {"fsync", "memory"}:
             raise ConfigError(
                 f"spool.durability must be fsync or memory, got {self.spool.durability!r}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from tidegate import schema
+from tidegate import schema, timescale
 from tidegate.config import Config
 from tidegate.errors import StorageError
 
@@ -53,6 +53,16 @@ async def open_database(config: Config) -> Database:
         applied = await schema.apply(conn)
         if applied:
             log.info("applied schema migrations %s", applied)
+        if config.storage.timescale != "off" and await timescale.timescale_available(conn):
+            try:
+                converted = await timescale.apply_timescale(conn, config.retention)
+            except asyncpg.PostgresError as exc:
+                raise StorageError(
+                    f"TimescaleDB is installed but could not be set up ({exc}); it needs "
+                    "shared_preload_libraries = 'timescaledb', or set storage.timescale = \"off\""
+                ) from exc
+            if converted:
+                log.info("made TimescaleDB hypertables of %s", ", ".join(converted))
     except BaseException:
         await database.close()
         raise

@@ -20,6 +20,7 @@ import re
 
 import asyncpg
 
+from tidegate import timescale
 from tidegate.config import Config
 from tidegate.object_store import ObjectStore, ObjectStoreError
 from tidegate.telemetry import Telemetry
@@ -89,6 +90,7 @@ class Retention:
                 traces_before = today - dt.timedelta(days=retention.traces_days)
                 await self._drop_partitions(conn, METRIC_TABLES, metrics_before, "metric_partition")
                 await self._drop_partitions(conn, TRACE_TABLES, traces_before, "trace_partition")
+                await timescale.drop_old_trace_chunks(conn, traces_before)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_KEY)
         finally:

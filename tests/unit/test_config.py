@@ -27,6 +27,7 @@ def test_full_file_sets_every_section() -> None:
     assert config.grpc.listen == "0.0.0.0:14317"
     assert config.grpc.max_message_bytes == 8388608
     assert config.storage.connect_timeout_seconds == 5.0
+    assert config.storage.timescale == "off"
     assert config.ingest.flush_interval_seconds == 0.5
     assert config.ingest.retry_after_seconds == 2.0
     assert config.ingest.max_in_flight_bytes == 128 * 1024 * 1024
@@ -103,6 +104,7 @@ def test_environment_overrides_file_and_flags_override_environment() -> None:
         ({"TIDEGATE_LOG_LEVEL": "loud"}, "log_level must be"),
         ({"TIDEGATE_ROLLUPS_WINDOW_SECONDS": "7"}, "rollups.window_seconds must divide 3600"),
         ({"TIDEGATE_SPOOL_DURABILITY": "paper"}, "spool.durability must be fsync or memory"),
+        ({"TIDEGATE_STORAGE_TIMESCALE": "on"}, "storage.timescale must be auto or off"),
         ({"TIDEGATE_SPOOL_SEGMENT_BYTES": "1000"}, "spool.segment_bytes must be at least 65536"),
         ({"TIDEGATE_SPOOL_MAX_BYTES": "70000"}, "spool.max_bytes must be at least spool.segment"),
         (

@@ -1,8 +1,9 @@
-"""End-to-end benchmark behind `make bench`: tidegate against the JSONB baseline, same load.
+"""End-to-end benchmark behind `make bench`: tidegate, the JSONB baseline and a raw-receive ceiling.
 
 Scenario: the mixed 10k-series workload (``otlp_payloads``) replayed by ``loadgen`` for
-``--duration`` seconds against each target in turn, both writing into the same PostgreSQL; then
-each target is stopped with SIGTERM, allowed to flush what it acknowledged, and its stored points
+``--duration`` seconds against each target in turn, tidegate and the baseline writing into the
+same PostgreSQL, the ceiling only counting bytes; then each target is stopped with SIGTERM,
+allowed to flush what it acknowledged, and its stored points and the bytes its tables grew by
 are counted. Prints one table and optionally writes the figures as JSON.
 
     python -m bench.e2e --duration 30
@@ -11,7 +12,6 @@ are counted. Prints one table and optionally writes the figures as JSON.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -24,12 +24,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 if __package__ in (None, ""):
     # Run as `python bench/e2e.py`: make the `bench` package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.e2e_sizes import (
+    BASELINE_COUNT,
+    BASELINE_TABLES,
+    TIDEGATE_COUNT,
+    TIDEGATE_TABLES,
+    count_points,
+    tables_bytes,
+)
 from bench.loadgen import LoadResult, format_result, run_load
 from bench.otlp_payloads import build_requests
 from bench.procwatch import (
@@ -42,22 +48,33 @@ from bench.procwatch import (
     wait_tcp_open,
 )
 
-TIDEGATE_COUNT = (
-    "SELECT (SELECT coalesce(sum(point_count), 0) FROM point_chunks)"
-    " + (SELECT count(*) FROM histogram_points) + (SELECT count(*) FROM exp_histogram_points)"
-    " + (SELECT count(*) FROM summary_points)"
-)
-BASELINE_COUNT = "SELECT count(*) FROM baseline_points"
 READY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 300.0
 BENCH_DIR = Path(__file__).resolve().parent
 
 
 @dataclass
-class TargetFigures:
-    """What one target did under the load; ``*_per_m`` are CPU seconds per million points."""
+class TargetSpec:
+    """How to start one target and what it stores: ``count_sql`` None means nothing."""
 
     name: str
+    command: list[str]
+    wait_ready: Callable[[subprocess.Popen[bytes]], None]
+    address: str
+    count_sql: str | None
+    tables: tuple[str, ...] = ()
+
+
+@dataclass
+class TargetFigures:
+    """What one target did under the load; ``*_per_m`` are CPU seconds per million points.
+
+    A target that stores nothing (the ceiling) has ``stores`` False and ``stored_points`` equal
+    to the acknowledged points.
+    """
+
+    name: str
+    stores: bool
     acked_points: int
     stored_points: int
     load_s: float
@@ -73,36 +90,20 @@ class TargetFigures:
     retries: int
     failures: dict[str, int]
     generator_cpu_share: list[float]
-
-
-async def _count(dsn: str, sql: str) -> int:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return int(await connection.fetchval(sql))
-    except asyncpg.UndefinedTableError:
-        return 0  # the target has not created its tables yet: nothing stored
-    finally:
-        await connection.close()
-
-
-def count_points(dsn: str, sql: str) -> int:
-    """Run a count query against ``dsn``."""
-    return asyncio.run(_count(dsn, sql))
+    bytes_per_point: float | None
 
 
 def run_target(
-    name: str,
-    command: list[str],
-    wait_ready: Callable[[subprocess.Popen[bytes]], None],
-    count_sql: str,
+    spec: TargetSpec,
     dsn: str,
     postgres_pid: int | None,
-    target: str,
     args: argparse.Namespace,
     log_path: Path,
 ) -> TargetFigures:
-    """Start ``command``, load it, stop it, count what it stored; always stops the process."""
-    stored_before = count_points(dsn, count_sql)
+    """Start the target, load it, stop it, count what it stored; always stops the process."""
+    name, command = spec.name, spec.command
+    stored_before = count_points(dsn, spec.count_sql) if spec.count_sql else 0
+    bytes_before = tables_bytes(dsn, spec.tables)
     # Build just before the run so the points' timestamps are seconds old when replayed.
     payloads = build_requests(args.pool, args.points_per_request, args.series)
     print(f"[{name}] starting: {' '.join(command)} (log {log_path})", flush=True)
@@ -113,7 +114,7 @@ def run_target(
     try:
         with RssSampler(process.pid) as sampler:
             try:
-                wait_ready(process)
+                spec.wait_ready(process)
             except (RuntimeError, TimeoutError):
                 # The log is deleted with the work directory: show why it never became ready.
                 print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
@@ -121,7 +122,7 @@ def run_target(
             pg_cpu_start = tree_cpu_seconds(postgres_pid) if postgres_pid else 0.0
             cpu_start = tree_cpu_seconds(process.pid)
             load: LoadResult = run_load(
-                target, payloads, args.duration, args.streams, args.processes
+                spec.address, payloads, args.duration, args.streams, args.processes
             )
             print(f"[{name}] {format_result(load)}", flush=True)
             reaped_before = children_cpu_seconds()
@@ -133,10 +134,15 @@ def run_target(
         pg_cpu_s = tree_cpu_seconds(postgres_pid) - pg_cpu_start if postgres_pid else None
     finally:
         stop_process(process, 10)
-    stored = count_points(dsn, count_sql) - stored_before
+    if spec.count_sql:
+        stored = count_points(dsn, spec.count_sql) - stored_before
+    else:
+        stored = load.points_acked  # stores nothing: what it acknowledged is all it kept
+    grown = tables_bytes(dsn, spec.tables) - bytes_before
     per_m = 1e6 / stored if stored else None
     return TargetFigures(
         name=name,
+        stores=spec.count_sql is not None,
         acked_points=load.points_acked,
         stored_points=stored,
         load_s=load.duration_s,
@@ -152,6 +158,7 @@ def run_target(
         retries=load.retries,
         failures=load.failures,
         generator_cpu_share=load.cpu_share,
+        bytes_per_point=grown / stored if spec.tables and stored else None,
     )
 
 
@@ -159,8 +166,16 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _stored_cell(f: TargetFigures) -> str:
+    if not f.stores:
+        return "n/a (no store)"
+    if f.stored_points == f.acked_points:
+        return "yes"
+    return f"NO ({f.stored_points - f.acked_points:+,})"
+
+
 def print_table(figures: list[TargetFigures]) -> None:
-    """Print the one comparison table (and the ratio when both targets ran)."""
+    """Print the one comparison table and the stored points/s ratios of the targets that ran."""
     rows: list[tuple[str, Callable[[TargetFigures], str]]] = [
         ("points/s acknowledged", lambda f: f"{f.acked_per_s:,.0f}"),
         ("points/s stored", lambda f: f"{f.stored_per_s:,.0f}"),
@@ -169,15 +184,9 @@ def print_table(figures: list[TargetFigures]) -> None:
         ("peak RSS (MiB)", lambda f: f"{f.peak_rss_mib:.0f}"),
         ("CPU s per M points", lambda f: _fmt(f.cpu_s_per_m, ".2f")),
         ("PostgreSQL CPU s per M points", lambda f: _fmt(f.postgres_cpu_s_per_m, ".2f")),
+        ("bytes stored per point", lambda f: _fmt(f.bytes_per_point, ".1f")),
         ("drain after SIGTERM (s)", lambda f: f"{f.drain_s:.1f}"),
-        (
-            "stored == acknowledged",
-            lambda f: (
-                "yes"
-                if f.stored_points == f.acked_points
-                else f"NO ({f.stored_points - f.acked_points:+,})"
-            ),
-        ),
+        ("stored == acknowledged", _stored_cell),
         ("exit code", lambda f: str(f.exit_code)),
         ("retries (UNAVAILABLE/EXHAUSTED)", lambda f: str(f.retries)),
         ("generator CPU share", lambda f: "/".join(f"{s:.0%}" for s in f.generator_cpu_share)),
@@ -186,10 +195,13 @@ def print_table(figures: list[TargetFigures]) -> None:
     print(f"{'':32}" + "".join(f"{f.name:>16}" for f in figures))
     for label, cell in rows:
         print(f"{label:32}" + "".join(f"{cell(f):>16}" for f in figures))
+    if any(not f.stores for f in figures):
+        print("ceiling: raw receive, stores nothing; its stored points/s = acknowledged")
     by_name = {f.name: f for f in figures}
-    if {"tidegate", "baseline"} <= by_name.keys() and by_name["baseline"].stored_per_s:
-        ratio = by_name["tidegate"].stored_per_s / by_name["baseline"].stored_per_s
-        print(f"{'stored points/s tidegate/baseline':32}{ratio:>16.2f}")
+    for other in ("baseline", "ceiling"):
+        if {"tidegate", other} <= by_name.keys() and by_name[other].stored_per_s:
+            ratio = by_name["tidegate"].stored_per_s / by_name[other].stored_per_s
+            print(f"{'stored points/s tidegate/' + other:32}{ratio:>16.2f}")
 
 
 def _tidegate_command(args: argparse.Namespace) -> str:
@@ -200,9 +212,9 @@ def _tidegate_command(args: argparse.Namespace) -> str:
     return found
 
 
-def run(args: argparse.Namespace, workdir: Path, dsn: str, postgres_pid: int | None) -> None:
-    """Run the selected targets one after the other against ``dsn``."""
-    figures: list[TargetFigures] = []
+def _specs(args: argparse.Namespace, workdir: Path, dsn: str) -> list[TargetSpec]:
+    """The selected targets, each on free ports."""
+    specs: list[TargetSpec] = []
     if args.only in (None, "tidegate"):
         grpc_port, http_port = free_port(), free_port()
         command = [
@@ -218,17 +230,14 @@ def run(args: argparse.Namespace, workdir: Path, dsn: str, postgres_pid: int | N
             f"127.0.0.1:{http_port}",
         ]
         ready_url = f"http://127.0.0.1:{http_port}/readyz"
-        figures.append(
-            run_target(
+        specs.append(
+            TargetSpec(
                 "tidegate",
                 command,
                 lambda p: wait_http_ok(ready_url, p, READY_TIMEOUT_S),
-                TIDEGATE_COUNT,
-                dsn,
-                postgres_pid,
                 f"127.0.0.1:{grpc_port}",
-                args,
-                workdir / "tidegate.log",
+                TIDEGATE_COUNT,
+                TIDEGATE_TABLES,
             )
         )
     if args.only in (None, "baseline"):
@@ -241,25 +250,48 @@ def run(args: argparse.Namespace, workdir: Path, dsn: str, postgres_pid: int | N
             "--listen",
             f"127.0.0.1:{port}",
         ]
-        figures.append(
-            run_target(
+        specs.append(
+            TargetSpec(
                 "baseline",
                 command,
                 lambda p: wait_tcp_open(port, p, READY_TIMEOUT_S),
-                BASELINE_COUNT,
-                dsn,
-                postgres_pid,
                 f"127.0.0.1:{port}",
-                args,
-                workdir / "baseline.log",
+                BASELINE_COUNT,
+                BASELINE_TABLES,
             )
         )
+    if args.only in (None, "ceiling"):
+        raw_port = free_port()
+        command = [
+            sys.executable,
+            str(BENCH_DIR / "baselines" / "raw_receive.py"),
+            "--listen",
+            f"127.0.0.1:{raw_port}",
+        ]
+        specs.append(
+            TargetSpec(
+                "ceiling",
+                command,
+                lambda p: wait_tcp_open(raw_port, p, READY_TIMEOUT_S),
+                f"127.0.0.1:{raw_port}",
+                None,
+            )
+        )
+    return specs
+
+
+def run(args: argparse.Namespace, workdir: Path, dsn: str, postgres_pid: int | None) -> None:
+    """Run the selected targets one after the other against ``dsn``."""
+    figures = [
+        run_target(spec, dsn, postgres_pid, args, workdir / f"{spec.name}.log")
+        for spec in _specs(args, workdir, dsn)
+    ]
     print_table(figures)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
 
 
-# Scenario: mixed 10k-series, tidegate then the JSONB baseline, same load and PostgreSQL.
+# Scenario: mixed 10k-series, tidegate, the JSONB baseline, then the raw-receive ceiling.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", help="existing PostgreSQL (default: a throwaway embedded one)")
@@ -269,7 +301,9 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=1000, help="distinct requests to replay")
     parser.add_argument("--points-per-request", type=int, default=1000)
     parser.add_argument("--series", type=int, default=10_000)
-    parser.add_argument("--only", choices=("tidegate", "baseline"), help="run one target only")
+    parser.add_argument(
+        "--only", choices=("tidegate", "baseline", "ceiling"), help="run one target only"
+    )
     parser.add_argument("--tidegate", help="tidegate executable (default: beside python)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")

@@ -31,15 +31,6 @@ DOCKERFILE = DOCKER / "Dockerfile"
 COMPOSE = DOCKER / "compose.yaml"
 UNIT = DOCKER / "tidegate.service"
 
-# Written by other engineers of the same issue; a check that needs one of them skips (naming
-# it) while it is missing, instead of failing.
-PENDING_FILES = {
-    "prometheus/prometheus.yml",
-    "prometheus/alerts.yml",
-    "alertmanager/alertmanager.yml",
-    "grafana/provisioning",
-    "grafana/dashboards",
-}
 # Secrets the operator writes before `docker compose up`; never in the repository.
 OPERATOR_SECRETS = {
     "alertmanager/secrets/slack_webhook_url",
@@ -396,26 +387,18 @@ def local_files(compose: dict[str, Any]) -> set[str]:
 def test_compose_local_files_exist(compose: dict[str, Any]) -> None:
     files = local_files(compose)
     assert files >= OPERATOR_SECRETS
-    missing_pending = []
     for relative in sorted(files - OPERATOR_SECRETS):
-        if not (DOCKER / relative).exists():
-            assert relative in PENDING_FILES, f"docker/{relative} does not exist"
-            missing_pending.append(relative)
+        assert (DOCKER / relative).exists(), f"docker/{relative} does not exist"
     for secret in OPERATOR_SECRETS:
         assert "secrets" in Path(secret).parts  # under a directory meant to stay uncommitted
-    if missing_pending:
-        pytest.skip(f"files still being written by others: {', '.join(missing_pending)}")
 
 
-def read_pending(relative: str) -> Any:
-    path = DOCKER / relative
-    if not path.exists():
-        pytest.skip(f"docker/{relative} is still being written by another engineer")
-    return yaml.safe_load(path.read_text())
+def read_yaml(relative: str) -> Any:
+    return yaml.safe_load((DOCKER / relative).read_text())
 
 
 def test_prometheus_targets_are_compose_services(compose: dict[str, Any]) -> None:
-    prometheus = read_pending("prometheus/prometheus.yml")
+    prometheus = read_yaml("prometheus/prometheus.yml")
     services = compose["services"]
     targets = [
         target
@@ -435,8 +418,8 @@ def test_prometheus_targets_are_compose_services(compose: dict[str, Any]) -> Non
 
 
 def test_grafana_provisioning_matches_the_mounts(compose: dict[str, Any]) -> None:
-    dashboards = read_pending("grafana/provisioning/dashboards/tidegate.yaml")
-    datasources = read_pending("grafana/provisioning/datasources/tidegate.yaml")
+    dashboards = read_yaml("grafana/provisioning/dashboards/tidegate.yaml")
+    datasources = read_yaml("grafana/provisioning/datasources/tidegate.yaml")
     grafana = compose["services"]["grafana"]
     mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"]}
     paths = {provider["options"]["path"] for provider in dashboards["providers"]}

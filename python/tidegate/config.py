@@ -19,6 +19,9 @@ from typing import Any
 from tidegate.errors import ConfigError
 
 MIB = 1024 * 1024
+# The tenant of requests that carry no API key (when keys are not required), and of every row
+# stored before tenants existed.
+DEFAULT_TENANT = "default"
 
 # Environment variables with this prefix are configuration, except these, which the test
 # suite and CI read themselves.
@@ -40,6 +43,11 @@ class GrpcConfig:
     max_concurrent_rpcs: int = 256
     # At shutdown, calls in flight get this long to finish; later ones get UNAVAILABLE.
     shutdown_grace_seconds: float = 5.0
+    # TLS: a PEM certificate chain and its key; both empty means plaintext.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Mutual TLS: clients must present a certificate signed by one of these CAs (PEM).
+    tls_client_ca_file: str = ""
 
 
 @dataclass
@@ -47,6 +55,28 @@ class HttpConfig:
     """The HTTP listener for /metrics, /healthz and /readyz."""
 
     listen: str = "127.0.0.1:9464"  # 9464 is the port OpenTelemetry uses for Prometheus scrapes
+
+
+@dataclass
+class AuthConfig:
+    """API keys (docs/architecture.md, "Tenants"). A request that presents a key must present
+    a valid one; one without a key writes to the tenant `default` unless keys are required."""
+
+    required: bool = False
+
+
+@dataclass
+class LiveConfig:
+    """Where the settings that change without a restart come from (docs/live-config.md)."""
+
+    # "file": the `[live.settings]` table of the config file, re-read on SIGHUP;
+    # "postgres": the `tidegate_config` table, changes pushed by LISTEN/NOTIFY;
+    # "redis": keys `<redis_prefix><key>`, changes pushed on the channel `<redis_prefix>changes`.
+    source: str = "file"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "tidegate:config:"
+    # A full re-read this often covers missed notifications and reconnects.
+    refresh_seconds: float = 60.0
 
 
 @dataclass
@@ -165,6 +195,8 @@ class Config:
     log_level: str = "info"
     shutdown_timeout_seconds: float = 30.0
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -212,6 +244,7 @@ class Config:
             "retention.metrics_days",
             "retention.traces_days",
             "retention.interval_seconds",
+            "live.refresh_seconds",
         ]
         for key in positive:
             if not math.isfinite(lookup(self, key)) or lookup(self, key) <= 0:
@@ -251,6 +284,14 @@ class Config:
                 "traces.store must be file:///path or s3://bucket/prefix, "
                 f"got {self.traces.store!r}"
             )
+        if self.live.source not in {"file", "postgres", "redis"}:
+            raise ConfigError(
+                f"live.source must be file, postgres or redis, got {self.live.source!r}"
+            )
+        if bool(self.grpc.tls_cert_file) != bool(self.grpc.tls_key_file):
+            raise ConfigError("grpc.tls_cert_file and grpc.tls_key_file must be set together")
+        if self.grpc.tls_client_ca_file and not self.grpc.tls_cert_file:
+            raise ConfigError("grpc.tls_client_ca_file needs grpc.tls_cert_file and tls_key_file")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(
                 f"log_level must be debug, info, warning or error, got {self.log_level!r}"
@@ -287,7 +328,7 @@ def load(
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        _apply_mapping(config, document, prefix="")
+        _apply_mapping(config, _without_live_settings(document), prefix="")
     for dotted, raw in _from_environment(os.environ if environ is None else environ).items():
         _set(config, dotted, raw, from_text=True)
     for dotted, value in (overrides or {}).items():
@@ -295,6 +336,15 @@ def load(
             _set(config, dotted, value, from_text=isinstance(value, str))
     config.validate()
     return config
+
+
+def _without_live_settings(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The document without `[live.settings]`: those are live settings, read and validated by
+    the file source of `tidegate.live`, not static keys."""
+    live = document.get("live")
+    if not isinstance(live, Mapping) or "settings" not in live:
+        return document
+    return {**document, "live": {k: v for k, v in live.items() if k != "settings"}}
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:

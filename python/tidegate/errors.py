@@ -28,7 +28,22 @@ class BackpressureError(TidegateError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class AuthenticationError(TidegateError):
+    """A request carried no valid API key where one is needed: answered UNAUTHENTICATED
+    before its bytes are decompressed or decoded. The message never contains the key."""
+
+
+class ThrottledError(TidegateError):
+    """A tenant is over one of its ingest limits: answered RESOURCE_EXHAUSTED with the delay
+    after which its token bucket has room again."""
+
+    def __init__(self, message: str, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 __all__ = [
+    "AuthenticationError",
     "BackpressureError",
     "ConfigError",
     "DecodeError",
@@ -37,5 +52,6 @@ __all__ = [
     "SpoolError",
     "SpoolFatalError",
     "StorageError",
+    "ThrottledError",
     "TidegateError",
 ]

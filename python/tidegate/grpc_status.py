@@ -16,7 +16,13 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from tidegate.errors import BackpressureError, DecodeError, SpoolError
+from tidegate.errors import (
+    AuthenticationError,
+    BackpressureError,
+    DecodeError,
+    SpoolError,
+    ThrottledError,
+)
 
 # What a client is told to wait when the spool cannot take its request (the daemon stops).
 SPOOL_FAILED_RETRY_SECONDS = 5.0
@@ -61,6 +67,16 @@ def status_for(exc: BaseException) -> ErrorStatus:
     if isinstance(exc, DecodeError):
         # Bad input stays bad: a retry would fail the same way.
         return ErrorStatus(grpc.StatusCode.INVALID_ARGUMENT, f"{exc}; do not retry", False)
+    if isinstance(exc, AuthenticationError):
+        return ErrorStatus(grpc.StatusCode.UNAUTHENTICATED, str(exc), False)
+    if isinstance(exc, ThrottledError):
+        # Retryable only with RetryInfo, as the OTLP specification says for this code.
+        return ErrorStatus(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{exc}; retry after {exc.retry_after_seconds:g} s",
+            True,
+            exc.retry_after_seconds,
+        )
     if isinstance(exc, BackpressureError):
         # The data is fine and will be accepted once the writer catches up.
         return ErrorStatus(

@@ -33,13 +33,21 @@ class AuthenticationError(TidegateError):
     before its bytes are decompressed or decoded. The message never contains the key."""
 
 
-class ThrottledError(TidegateError):
-    """A tenant is over one of its ingest limits: answered RESOURCE_EXHAUSTED with the delay
-    after which its token bucket has room again."""
+class TenantNameError(ConfigError):
+    """A tenant name is not 1 to 63 of a-z, 0-9, '_' and '-', starting with a letter or digit."""
 
-    def __init__(self, message: str, retry_after_seconds: float) -> None:
+
+class ThrottledError(TidegateError):
+    """A tenant is over one of its ingest limits (``limit``: points, spans or requests):
+    answered RESOURCE_EXHAUSTED with the delay after which its token bucket has room again."""
+
+    def __init__(
+        self, message: str, retry_after_seconds: float, *, tenant: str = "", limit: str = ""
+    ) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+        self.tenant = tenant
+        self.limit = limit
 
 
 __all__ = [
@@ -52,6 +60,7 @@ __all__ = [
     "SpoolError",
     "SpoolFatalError",
     "StorageError",
+    "TenantNameError",
     "ThrottledError",
     "TidegateError",
 ]

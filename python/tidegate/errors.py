@@ -33,6 +33,10 @@ class AuthenticationError(TidegateError):
     before its bytes are decompressed or decoded. The message never contains the key."""
 
 
+class LiveSourceError(TidegateError):
+    """The store of live settings could not be reached or read; nothing was changed."""
+
+
 class TenantNameError(ConfigError):
     """A tenant name is not 1 to 63 of a-z, 0-9, '_' and '-', starting with a letter or digit."""
 
@@ -55,6 +59,7 @@ __all__ = [
     "BackpressureError",
     "ConfigError",
     "DecodeError",
+    "LiveSourceError",
     "QueryError",
     "SpoolClosedError",
     "SpoolError",

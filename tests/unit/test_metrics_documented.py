@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prometheus_client.metrics import MetricWrapperBase
 
+from tidegate.live.manager import LiveMetrics
 from tidegate.telemetry import Telemetry
 
 DOC = Path(__file__).parents[2] / "docs" / "metrics.md"
@@ -24,6 +25,13 @@ LABEL = re.compile(r"`(\w+)`:")
 NAME = re.compile(r"\btidegate_[a-z0-9_]+")
 
 
+def daemon_telemetry() -> Telemetry:
+    """A daemon's registry as it is when running: its own metrics and the live settings'."""
+    telemetry = Telemetry()
+    telemetry.live = LiveMetrics(telemetry.registry)  # type: ignore[attr-defined]
+    return telemetry
+
+
 def families(telemetry: Telemetry) -> dict[str, str]:
     """Type of every family the daemon registers, by family name."""
     return {
@@ -35,7 +43,10 @@ def families(telemetry: Telemetry) -> dict[str, str]:
 
 def label_names(telemetry: Telemetry) -> dict[str, set[str]]:
     """Label names of every metric, by family name."""
-    metrics = [m for m in vars(telemetry).values() if isinstance(m, MetricWrapperBase)]
+    holders = [telemetry, *(v for v in vars(telemetry).values() if isinstance(v, LiveMetrics))]
+    metrics = [
+        m for holder in holders for m in vars(holder).values() if isinstance(m, MetricWrapperBase)
+    ]
     return {family.name: set(m._labelnames) for m in metrics for family in m.describe()}
 
 
@@ -51,7 +62,7 @@ def rows() -> dict[str, tuple[str, set[str]]]:
 
 
 def test_every_registered_metric_has_a_row_with_its_type_and_labels() -> None:
-    telemetry = Telemetry()
+    telemetry = daemon_telemetry()
     documented = rows()
     labels = label_names(telemetry)
     for name, kind in families(telemetry).items():
@@ -63,7 +74,9 @@ def test_every_registered_metric_has_a_row_with_its_type_and_labels() -> None:
 
 def test_every_name_in_the_page_exists() -> None:
     exposed = {
-        name + suffix for name, kind in families(Telemetry()).items() for suffix in SUFFIXES[kind]
+        name + suffix
+        for name, kind in families(daemon_telemetry()).items()
+        for suffix in SUFFIXES[kind]
     }
     unknown = set(NAME.findall(DOC.read_text())) - exposed
     assert not unknown, f"{DOC.name} names metrics that do not exist: {sorted(unknown)}"

@@ -12,10 +12,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tidegate.config import Config
-from tidegate.errors import ConfigError
+from tidegate.errors import ConfigError, LiveSourceError
 from tidegate.live.settings import Value, parse_value, rejection_label
 from tidegate.live.snapshot import LiveSnapshot
-from tidegate.live.sources import LiveSource, LiveSourceError, SourceEvents, open_source
+from tidegate.live.sources import LiveSource, SourceEvents, open_source
 
 log = logging.getLogger(__name__)
 

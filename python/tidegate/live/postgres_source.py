@@ -16,7 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from tidegate.live.sources import Backoff, LiveSourceError, SourceEvents, reason
+from tidegate.errors import LiveSourceError
+from tidegate.live.sources import Backoff, SourceEvents, reason
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from tidegate.live.sources import Backoff, LiveSourceError, SourceEvents, reason
+from tidegate.errors import LiveSourceError
+from tidegate.live.sources import Backoff, SourceEvents, reason
 
 log = logging.getLogger(__name__)
 

@@ -327,10 +327,12 @@ class TraceCore:
         later under it."""
     def set_sampling(self, ratios: dict[str, float], default: float = 1.0) -> None:
         """Replace the sampling ratios, in place: ``ratios`` by ``service.name`` of the
-        resource, ``default`` for every other service. A span is kept when its trace id's
-        sampling value (its rightmost 7 bytes, big-endian, over 2**56) is below the ratio: 1.0
-        keeps all, 0.0 none, and a trace is kept or dropped whole by every service at one
-        ratio. ``ValueError`` names a ratio outside [0, 1]."""
+        resource, ``default`` for every other service. As in OpenTelemetry's consistent
+        probability sampling, a span is kept when its trace id's randomness (its rightmost 7
+        bytes, big-endian) is at least the threshold ``(1 - ratio) * 2**56``, rounded up to an
+        integer: 1.0 keeps all, 0.0 none, a trace is kept or dropped whole by every service at
+        one ratio, and behind an OpenTelemetry consistent sampler a lower ratio keeps what it
+        would keep alone. ``ValueError`` names a ratio outside [0, 1]."""
     def start_seqs_at(self, next: int) -> None:
         """Sequence numbers given out from now on start at ``next`` or above."""
     def block_due(self, now_ns: int) -> bool: ...

@@ -1,5 +1,6 @@
 //! Tenants and sampling in the trace core: one frame and one index row per (tenant, trace),
-//! and sampling decided by the trace id's randomness and the ratio of the span's service.
+//! and sampling decided by the trace id's randomness and the ratio of the span's service:
+//! kept when the randomness is at least the threshold (1 − ratio) · 2^56.
 
 use std::collections::HashMap;
 
@@ -8,18 +9,18 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 use super::copy_reader::{int4, int8, text, tuples, Field};
-use super::random_requests::Rng;
+use super::test_trace_sampling::EIGHT;
 use super::test_traces::{request, span, NOW};
 use crate::trace_blocks::{TraceBlock, TraceCore, TraceSettings};
 use crate::trace_ingest::TraceId;
 use crate::trace_read::{decode_trace, join_frames};
-use crate::trace_sampling::{sampling_value, trace_randomness, SamplingRatios};
+use crate::trace_sampling::SamplingRatios;
 
 const TENANT_COLUMN: usize = 11;
 
 /// A trace id whose randomness (rightmost 7 bytes) is `randomness`; the first 9 bytes are
 /// 0x5a so the id is never all zeros.
-fn trace_id(randomness: u64) -> TraceId {
+pub(super) fn trace_id(randomness: u64) -> TraceId {
     assert!(randomness < 1 << 56);
     let mut id = [0x5a; 16];
     id[8..].copy_from_slice(&randomness.to_be_bytes());
@@ -35,7 +36,7 @@ fn span_in(trace: TraceId, id: u8, parent: Option<u8>, name: &str) -> Span {
     }
 }
 
-fn ratios(by_service: &[(&str, f64)], default: f64) -> SamplingRatios {
+pub(super) fn ratios(by_service: &[(&str, f64)], default: f64) -> SamplingRatios {
     let map: HashMap<String, f64> = by_service
         .iter()
         .map(|(s, r)| ((*s).to_owned(), *r))
@@ -117,26 +118,11 @@ fn two_tenants_with_one_trace_id_get_a_frame_and_a_row_each() {
 }
 
 #[test]
-fn sampling_values_are_the_rightmost_seven_bytes_over_two_to_the_56() {
-    assert_eq!(trace_randomness(&trace_id(0)), 0);
-    assert_eq!(sampling_value(&trace_id(0x80 << 48)), 0.5);
-    assert_eq!(sampling_value(&trace_id(0x40 << 48)), 0.25);
-    let mut id = [0u8; 16];
-    id[9..].copy_from_slice(&[0xff; 7]);
-    id[0] = 1;
-    assert_eq!(trace_randomness(&id), (1 << 56) - 1);
-}
-
-/// Randomness of six traces: 0, a quarter, just under a half, a half, three quarters, the
-/// largest.
-const SIX: [u64; 6] = [0, 1 << 54, (1 << 55) - 1, 1 << 55, 3 << 54, (1 << 56) - 1];
-
-#[test]
-fn exact_kept_counts_at_ratios_zero_half_and_one() {
-    for (ratio, kept) in [(0.0, 0), (0.25, 1), (0.5, 3), (0.75, 4), (1.0, 6)] {
+fn exact_kept_traces_at_ratios_from_zero_to_one() {
+    for (ratio, kept) in [(0.0, 0), (0.25, 2), (0.5, 4), (0.75, 6), (1.0, 8)] {
         let core = TraceCore::new(TraceSettings::default());
         core.set_sampling(ratios(&[], ratio));
-        let spans = SIX
+        let spans = EIGHT
             .iter()
             .flat_map(|&r| {
                 [
@@ -152,7 +138,7 @@ fn exact_kept_counts_at_ratios_zero_half_and_one() {
                 outcome.sampled_out_spans,
                 outcome.rejected_spans
             ),
-            (2 * kept, 2 * (6 - kept), 0),
+            (2 * kept, 2 * (8 - kept), 0),
             "ratio {ratio}"
         );
         // Sampling is not an error: a plain success, without partial_success.
@@ -164,7 +150,8 @@ fn exact_kept_counts_at_ratios_zero_half_and_one() {
             Some(block) => rows_of(&block).into_iter().map(|r| r.1).collect(),
             None => Vec::new(),
         };
-        let expected: Vec<Vec<u8>> = SIX[..kept as usize]
+        // The highest randomness values, in trace id order.
+        let expected: Vec<Vec<u8>> = EIGHT[8 - kept as usize..]
             .iter()
             .map(|&r| trace_id(r).to_vec())
             .collect();
@@ -176,11 +163,11 @@ fn exact_kept_counts_at_ratios_zero_half_and_one() {
 fn rejections_are_counted_apart_from_sampled_out_spans() {
     let core = TraceCore::new(TraceSettings::default());
     core.set_sampling(ratios(&[], 0.5));
-    let mut bad = span_in(trace_id(SIX[5]), 3, None, "bad");
+    let mut bad = span_in(trace_id(EIGHT[4]), 3, None, "bad");
     bad.span_id = vec![0; 8];
     let spans = vec![
-        span_in(trace_id(SIX[0]), 1, None, "kept"),
-        span_in(trace_id(SIX[5]), 2, None, "sampled out"),
+        span_in(trace_id(EIGHT[4]), 1, None, "kept at the threshold"),
+        span_in(trace_id(EIGHT[3]), 2, None, "sampled out one below it"),
         bad,
     ];
     let outcome = core.ingest(&request("api", spans), NOW).unwrap();
@@ -207,7 +194,8 @@ fn each_service_has_its_ratio_and_a_trace_is_kept_or_dropped_whole() {
     let core = TraceCore::new(TraceSettings::default());
     // api and web at 0.5, db drops all, every other service keeps all.
     core.set_sampling(ratios(&[("api", 0.5), ("web", 0.5), ("db", 0.0)], 1.0));
-    let (low, high) = (trace_id(SIX[1]), trace_id(SIX[4]));
+    // 0.5 keeps `high` (three quarters of 2^56) and drops `low` (a quarter).
+    let (low, high) = (trace_id(EIGHT[2]), trace_id(EIGHT[6]));
     let mut summed = (0, 0);
     // One trace of each kind crosses web and api over three requests.
     for (service, id) in [("web", 1), ("api", 2), ("web", 3)] {
@@ -221,11 +209,14 @@ fn each_service_has_its_ratio_and_a_trace_is_kept_or_dropped_whole() {
         summed.1 += outcome.sampled_out_spans;
     }
     let db = core
-        .ingest(&request("db", vec![span_in(low, 9, Some(1), "query")]), NOW)
+        .ingest(
+            &request("db", vec![span_in(high, 9, Some(1), "query")]),
+            NOW,
+        )
         .unwrap();
     let other = core
         .ingest(
-            &request("cache", vec![span_in(high, 8, Some(1), "get")]),
+            &request("cache", vec![span_in(low, 8, Some(1), "get")]),
             NOW,
         )
         .unwrap();
@@ -235,13 +226,13 @@ fn each_service_has_its_ratio_and_a_trace_is_kept_or_dropped_whole() {
     let rows = rows_of(&core.take_block(NOW, true).unwrap());
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].1, low.to_vec());
-    assert_eq!(rows[0].2, ["low-web-1", "low-api-2", "low-web-3"]);
-    assert_eq!(rows[1].1, high.to_vec());
     assert_eq!(
-        rows[1].2,
+        rows[0].2,
         ["get"],
         "only the service that keeps all kept it"
     );
+    assert_eq!(rows[1].1, high.to_vec());
+    assert_eq!(rows[1].2, ["high-web-1", "high-api-2", "high-web-3"]);
 }
 
 #[test]
@@ -251,7 +242,11 @@ fn ratios_change_in_place_and_check_reports_the_same() {
     let mut next_id = 0;
     let mut one = |name: &str| {
         next_id += 1;
-        request("api", vec![span_in(trace_id(SIX[3]), next_id, None, name)])
+        // A quarter of 2^56: dropped at 0.5, and exactly the threshold of 0.75.
+        request(
+            "api",
+            vec![span_in(trace_id(EIGHT[2]), next_id, None, name)],
+        )
     };
     let first = core.ingest(&one("kept at 1"), NOW).unwrap();
     assert_eq!((first.accepted_spans, first.sampled_out_spans), (1, 0));
@@ -278,54 +273,4 @@ fn ratios_change_in_place_and_check_reports_the_same() {
         (2, 0),
         "check took a sequence number and queued nothing"
     );
-}
-
-#[test]
-fn a_trace_kept_at_a_ratio_is_kept_at_every_higher_ratio() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let ids: Vec<TraceId> = (0..2_000)
-        .map(|_| {
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&rng.next().to_be_bytes());
-            id[8..].copy_from_slice(&rng.next().to_be_bytes());
-            id[0] |= 1;
-            id
-        })
-        .collect();
-    let steps = [0.0, 0.001, 0.1, 0.25, 0.5, 0.6, 0.999, 1.0];
-    let mut previous: Vec<bool> = vec![false; ids.len()];
-    for ratio in steps {
-        let below = ratios(&[], ratio).of_service("any");
-        let kept: Vec<bool> = ids.iter().map(|id| below.keeps(id)).collect();
-        for (before, now) in previous.iter().zip(&kept) {
-            assert!(!before | now, "kept at a lower ratio, dropped at {ratio}");
-        }
-        let expected = ids
-            .iter()
-            // The exact bound: randomness < ratio * 2^56, in integers.
-            .filter(|id| {
-                u128::from(trace_randomness(id)) * 1_000 < (ratio * 1_000.0) as u128 * (1u128 << 56)
-            })
-            .count();
-        assert_eq!(kept.iter().filter(|k| **k).count(), expected, "{ratio}");
-        previous = kept;
-    }
-    assert!(previous.iter().all(|k| *k), "1.0 keeps every trace");
-}
-
-#[test]
-fn ratios_outside_zero_to_one_are_refused_with_their_name() {
-    for (by_service, default, named) in [
-        (vec![("api", 1.5)], 1.0, "\"api\""),
-        (vec![("api", -0.1)], 1.0, "\"api\""),
-        (vec![("api", f64::NAN)], 1.0, "\"api\""),
-        (vec![], 2.0, "the default"),
-    ] {
-        let map = by_service
-            .into_iter()
-            .map(|(s, r)| (s.to_owned(), r))
-            .collect();
-        let err = SamplingRatios::new(map, default).unwrap_err();
-        assert!(err.contains(named), "{err}");
-    }
 }

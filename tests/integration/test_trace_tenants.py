@@ -4,7 +4,8 @@ Tenants: spool records of three tenants (one written before tenants existed, wit
 tenant) hold spans of one trace id; the daemon replays them at startup through the trace core
 and writer. Each tenant then reads back exactly its own spans, by id and by search, and no
 other tenant finds them. Sampling: with ratio 0.5, of 400 traces exported over gRPC exactly
-those whose id's sampling value is below 0.5 are stored, each with all its spans.
+those whose id's randomness (its rightmost 7 bytes) is at least the threshold
+(1 - 0.5) * 2**56 are stored, each with all its spans.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ from tidegate.traces import TraceMatch, TraceNotFoundError, get_trace, search
 # One trace id stored by three tenants, and one only `acme` stores.
 SHARED = bytes.fromhex("5a" * 9 + "12345678abcdef")
 ACME_ONLY = bytes.fromhex("5a" * 9 + "00000000000001")
-HALF = 2**55  # sampling value 0.5 as the trace id's rightmost 7 bytes
+THRESHOLD_AT_HALF = 2**55  # (1 - 0.5) * 2**56: ratio 0.5 keeps randomness from here up
 
 
-def sampling_value_below_half(trace_id: bytes) -> bool:
-    return int.from_bytes(trace_id[9:], "big") < HALF
+def kept_at_half(trace_id: bytes) -> bool:
+    return int.from_bytes(trace_id[9:], "big") >= THRESHOLD_AT_HALF
 
 
 @pytest.fixture
@@ -194,12 +195,16 @@ def counter(daemon: RunningDaemon, name: str) -> float | None:
     return value
 
 
-def test_sampling_at_one_half_stores_exactly_the_traces_below_it_whole(
+def test_sampling_at_one_half_stores_exactly_the_traces_from_its_threshold_up_whole(
     daemon: RunningDaemon,
 ) -> None:
     rng = random.Random(20261127)
     trace_ids = [rng.randbytes(16) for _ in range(400)]
-    kept = {t for t in trace_ids if sampling_value_below_half(t)}
+    # The threshold itself and the value one below it, on either side of the boundary.
+    trace_ids[:2] = [bytes.fromhex("5a" * 9) + r.to_bytes(7, "big") for r in (2**55, 2**55 - 1)]
+    kept = {t for t in trace_ids if kept_at_half(t)}
+    assert trace_ids[0] in kept
+    assert trace_ids[1] not in kept
     assert 150 < len(kept) < 250
     daemon.daemon.trace_core.set_sampling({"checkout": 0.5, "payments": 0.5}, default=0.0)
     # Each trace: a root from checkout, then two children from payments in a later request.

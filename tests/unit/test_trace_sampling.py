@@ -1,5 +1,7 @@
-"""`TraceCore.set_sampling` from Python: ratios are checked, `check` and `ingest` report the
-same sampled-out spans, and a tenant's spans get an index row of their own."""
+"""`TraceCore.set_sampling` from Python: ratios are checked, a trace is kept exactly when its
+randomness (the trace id's rightmost 7 bytes) is at least the threshold (1 - ratio) * 2**56,
+`check` and `ingest` report the same sampled-out spans, and a tenant's spans get an index row
+of their own."""
 
 from __future__ import annotations
 
@@ -11,9 +13,16 @@ from tests.trace_payloads import span, trace_request
 from tidegate._core import TraceCore, TraceSettings
 
 NOW = 1_764_237_600_000_000_000
-# Trace ids of sampling value 0.25 and 0.75 (rightmost 7 bytes over 2**56).
-QUARTER = bytes(9) + (2**54).to_bytes(7, "big")
-THREE_QUARTERS = bytes(9) + (3 * 2**54).to_bytes(7, "big")
+
+
+def trace_id(randomness: int) -> bytes:
+    """A trace id whose rightmost 7 bytes are ``randomness`` (never all zeros)."""
+    return b"\x5a" * 9 + randomness.to_bytes(7, "big")
+
+
+# Trace ids of sampling value 0.25 and 0.75 (randomness over 2**56).
+QUARTER = trace_id(2**54)
+THREE_QUARTERS = trace_id(3 * 2**54)
 
 
 @pytest.mark.parametrize(
@@ -34,11 +43,42 @@ def test_a_ratio_outside_zero_to_one_is_refused_by_name(
 
 
 @pytest.mark.parametrize(
-    ("ratio", "accepted", "sampled_out"), [(0.0, 0, 4), (0.5, 2, 2), (1.0, 4, 0)]
+    ("randomness", "ratio", "kept"),
+    [
+        (0, 1.0, True),  # threshold 0: everything is kept
+        (2**56 - 1, 0.0, False),  # threshold 2**56: nothing is
+        (2**54, 0.75, True),  # at the threshold 2**54
+        (2**54 - 1, 0.75, False),  # one below it
+        (2**55, 0.5, True),  # at the threshold 2**55
+        (2**55 - 1, 0.5, False),
+        (3 * 2**54, 0.25, True),  # at the threshold 3 * 2**54
+        (3 * 2**54 - 1, 0.25, False),
+        (2**56 - 1, 2**-56, True),  # the smallest ratio above 0 keeps only the largest
+        (2**56 - 2, 2**-56, False),
+        (2**56 - 1, 2**-57, False),  # below one value in 2**56: the threshold rounds up
+    ],
+)
+def test_a_trace_is_kept_from_its_threshold_up(randomness: int, ratio: float, kept: bool) -> None:
+    core = TraceCore(TraceSettings())
+    core.set_sampling({}, default=ratio)
+    summary = core.ingest(trace_request("api", [span(trace_id(randomness), 1, "op")]), NOW)
+    assert (summary.accepted_spans, summary.sampled_out_spans) == (int(kept), int(not kept))
+
+
+@pytest.mark.parametrize(
+    ("ratio", "kept"),
+    [
+        (0.0, []),
+        (0.25, [THREE_QUARTERS]),
+        (0.5, [THREE_QUARTERS]),
+        (0.75, [QUARTER, THREE_QUARTERS]),
+        (1.0, [QUARTER, THREE_QUARTERS]),
+    ],
 )
 def test_check_and_ingest_report_the_same_sampled_out_spans(
-    ratio: float, accepted: int, sampled_out: int
+    ratio: float, kept: list[bytes]
 ) -> None:
+    accepted, sampled_out = 2 * len(kept), 4 - 2 * len(kept)
     core = TraceCore(TraceSettings())
     core.set_sampling({"api": ratio}, default=0.0)
     spans = [span(t, s, "op") for t in (QUARTER, THREE_QUARTERS) for s in (1, 2)]
@@ -48,6 +88,11 @@ def test_check_and_ingest_report_the_same_sampled_out_spans(
         assert counts == (accepted, sampled_out, 0)
         assert summary.error_message == ""
     assert core.pending_spans == accepted
+    block = core.take_block(NOW, force=True)
+    stored = (
+        [] if block is None else [t for t in (QUARTER, THREE_QUARTERS) if t in block.index_copy]
+    )
+    assert stored == kept
 
 
 def test_one_trace_id_of_two_tenants_is_two_frames() -> None:

@@ -1,5 +1,7 @@
 //! Python wrappers of the trace core (`trace_ingest.rs`, `trace_blocks.rs`, `trace_read.rs`).
 
+use std::collections::HashMap;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -10,6 +12,7 @@ use crate::error::CoreError;
 use crate::python::without_gil;
 use crate::trace_blocks::{self, TraceSettings as Settings};
 use crate::trace_read;
+use crate::trace_sampling::SamplingRatios;
 
 /// When blocks are cut and how frames are compressed.
 #[pyclass(frozen, module = "tidegate._core")]
@@ -45,6 +48,8 @@ impl TraceSettings {
 pub struct TraceExportSummary {
     #[pyo3(get)]
     accepted_spans: u64,
+    #[pyo3(get)]
+    sampled_out_spans: u64,
     #[pyo3(get)]
     rejected_spans: u64,
     #[pyo3(get)]
@@ -89,31 +94,43 @@ impl TraceCore {
         }
     }
 
-    #[pyo3(signature = (request, now_ns, seq = None))]
+    // "default" is `trace_blocks::DEFAULT_TENANT`, spelled out so the signature shows it.
+    #[pyo3(signature = (request, now_ns, seq = None, *, tenant = "default"))]
     fn ingest(
         &self,
         py: Python<'_>,
         request: &Bound<'_, PyBytes>,
         now_ns: i64,
         seq: Option<u64>,
+        tenant: &str,
     ) -> PyResult<TraceExportSummary> {
         // `bytes` objects are immutable and `request` keeps this one alive until we return.
         let bytes = request.as_bytes();
-        let outcome = without_gil(py, || self.inner.ingest_seq(bytes, now_ns, seq))?;
+        let outcome = without_gil(py, || self.inner.ingest_seq(bytes, now_ns, seq, tenant))?;
         Ok(summary(py, outcome))
     }
 
-    /// `now_ns` keeps the signature of `ingest` (span checks do not depend on the time).
+    /// `now_ns` and `tenant` keep the signature of `ingest` (span checks and sampling depend
+    /// on neither).
+    #[pyo3(signature = (request, now_ns, *, tenant = "default"))]
     #[allow(unused_variables)]
     fn check(
         &self,
         py: Python<'_>,
         request: &Bound<'_, PyBytes>,
         now_ns: i64,
+        tenant: &str,
     ) -> PyResult<TraceExportSummary> {
         let bytes = request.as_bytes();
         let outcome = without_gil(py, || self.inner.check(bytes))?;
         Ok(summary(py, outcome))
+    }
+
+    #[pyo3(signature = (ratios, default = 1.0))]
+    fn set_sampling(&self, ratios: HashMap<String, f64>, default: f64) -> PyResult<()> {
+        let ratios = SamplingRatios::new(ratios, default).map_err(PyValueError::new_err)?;
+        self.inner.set_sampling(ratios);
+        Ok(())
     }
 
     fn start_seqs_at(&self, next: u64) {
@@ -147,6 +164,7 @@ impl TraceCore {
 fn summary(py: Python<'_>, outcome: trace_blocks::TraceIngestOutcome) -> TraceExportSummary {
     TraceExportSummary {
         accepted_spans: outcome.accepted_spans,
+        sampled_out_spans: outcome.sampled_out_spans,
         rejected_spans: outcome.rejected_spans,
         error_message: outcome.error_message,
         response: PyBytes::new(py, &outcome.response).unbind(),

@@ -1,11 +1,11 @@
-//! `TraceCore`: accepted spans wait per trace until a block is cut (by size or age); then each
-//! trace becomes one zstd frame, the frames one block, and every frame one `trace_index` row.
-//! A block takes every waiting span, so each request lands in exactly one block and a block's
-//! commit covers whole spool records.
+//! `TraceCore`: accepted spans wait per tenant and trace until a block is cut (by size or
+//! age); then each (tenant, trace) becomes one zstd frame, the frames one block, and every
+//! frame one `trace_index` row carrying its tenant. A block takes every waiting span, so each
+//! request lands in exactly one block and a block's commit covers whole spool records.
 
 use std::collections::HashMap;
 use std::mem;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
@@ -13,10 +13,16 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use crate::buffer::utc_day;
-use crate::copy_binary::{write_header, write_trailer, Tuple};
+use crate::copy_binary::{write_header, write_trailer};
 use crate::error::CoreError;
 use crate::ingest::{lock, SeqLog};
+use crate::trace_index::{block_key, index_row, Frame};
 use crate::trace_ingest::{stage, StagedSpans, TraceId, TraceSummary};
+use crate::trace_sampling::SamplingRatios;
+
+/// The tenant of requests that name none, and of spool records written before tenants
+/// existed (they carry an empty tenant).
+pub const DEFAULT_TENANT: &str = "default";
 
 /// When blocks are cut, and how hard frames are compressed (the Python `TraceSettings`).
 #[derive(Clone, Copy, Debug)]
@@ -42,7 +48,10 @@ impl Default for TraceSettings {
 /// What one trace Export did.
 #[derive(Debug)]
 pub struct TraceIngestOutcome {
+    /// Valid spans kept by sampling, queued for a block.
     pub accepted_spans: u64,
+    /// Valid spans that sampling dropped: not an error, the client is answered success.
+    pub sampled_out_spans: u64,
     pub rejected_spans: u64,
     pub error_message: String,
     /// Serialized `ExportTraceServiceResponse`.
@@ -71,7 +80,8 @@ type Waiting = (Vec<u8>, TraceSummary);
 
 #[derive(Default)]
 struct Pending {
-    traces: HashMap<TraceId, Waiting>,
+    /// By tenant, then trace id: two tenants' spans of one trace id never share a frame.
+    traces: HashMap<String, HashMap<TraceId, Waiting>>,
     bytes: usize,
     spans: u64,
     oldest_ns: Option<i64>,
@@ -83,57 +93,83 @@ struct Pending {
 pub struct TraceCore {
     settings: TraceSettings,
     pending: Mutex<Pending>,
+    /// Replaced whole by `set_sampling`; each request stages under one snapshot.
+    sampling: Mutex<Arc<SamplingRatios>>,
 }
 
-const INDEX_COLUMNS: i16 = 11;
-
 impl TraceCore {
-    /// An empty core.
+    /// An empty core that keeps every span.
     pub fn new(settings: TraceSettings) -> Self {
         TraceCore {
             settings,
             pending: Mutex::default(),
+            sampling: Mutex::default(),
         }
     }
 
-    /// Decodes an `ExportTraceServiceRequest` and queues its valid spans for the next block
-    /// under the next spool sequence number.
+    /// Decodes an `ExportTraceServiceRequest` of the default tenant and queues the valid
+    /// spans sampling keeps for the next block, under the next spool sequence number.
     pub fn ingest(&self, bytes: &[u8], now_ns: i64) -> Result<TraceIngestOutcome, CoreError> {
-        self.ingest_seq(bytes, now_ns, None)
+        self.ingest_seq(bytes, now_ns, None, DEFAULT_TENANT)
     }
 
-    /// Decodes a request and queues its valid spans under spool sequence number `given` (a
-    /// replayed record) or the next one; the block that takes them lists it.
+    /// Decodes a request of `tenant` (empty: the default tenant) and queues the valid spans
+    /// sampling keeps under spool sequence number `given` (a replayed record) or the next
+    /// one; the block that takes them lists it.
     pub fn ingest_seq(
         &self,
         bytes: &[u8],
         now_ns: i64,
         given: Option<u64>,
+        tenant: &str,
     ) -> Result<TraceIngestOutcome, CoreError> {
-        let mut staged = stage(bytes)?;
-        let fragments = std::mem::take(&mut staged.fragments);
+        let tenant = if tenant.is_empty() {
+            DEFAULT_TENANT
+        } else {
+            tenant
+        };
+        let mut staged = stage(bytes, &self.sampling())?;
+        let fragments = mem::take(&mut staged.fragments);
         let seq = {
-            let mut pending = lock(&self.pending);
+            let mut guard = lock(&self.pending);
+            let pending = &mut *guard;
             let seq = pending.seqs.note(given);
             pending.oldest_ns.get_or_insert(now_ns);
             pending.spans += staged.accepted;
-            for fragment in fragments {
-                pending.bytes += fragment.summary.span_bytes;
-                let (data, summary) = pending.traces.entry(fragment.trace_id).or_default();
-                data.extend_from_slice(&fragment.data);
-                summary.absorb(fragment.summary);
+            if !fragments.is_empty() {
+                // Looked up first: a tenant's name is copied only when its first trace waits.
+                if !pending.traces.contains_key(tenant) {
+                    pending.traces.insert(tenant.to_owned(), HashMap::new());
+                }
+                let by_trace = pending.traces.get_mut(tenant).expect("inserted above");
+                for fragment in fragments {
+                    pending.bytes += fragment.summary.span_bytes;
+                    let (data, summary) = by_trace.entry(fragment.trace_id).or_default();
+                    data.extend_from_slice(&fragment.data);
+                    summary.absorb(fragment.summary);
+                }
             }
             seq
         };
         Ok(outcome(&staged, seq))
     }
 
-    /// Decodes and checks a request as `ingest` does, without queueing anything: it gets a
-    /// sequence number and waits in the spool, to be ingested later under it.
+    /// Decodes and checks a request as `ingest` does (sampling included), without queueing
+    /// anything: it gets a sequence number and waits in the spool, to be ingested later under
+    /// it.
     pub fn check(&self, bytes: &[u8]) -> Result<TraceIngestOutcome, CoreError> {
-        let staged = stage(bytes)?;
+        let staged = stage(bytes, &self.sampling())?;
         let seq = lock(&self.pending).seqs.defer();
         Ok(outcome(&staged, seq))
+    }
+
+    /// Replaces the sampling ratios; requests staged from now on use them.
+    pub fn set_sampling(&self, ratios: SamplingRatios) {
+        *lock(&self.sampling) = Arc::new(ratios);
+    }
+
+    fn sampling(&self) -> Arc<SamplingRatios> {
+        Arc::clone(&lock(&self.sampling))
     }
 
     /// Sequence numbers given out from now on start at `next` or above.
@@ -176,30 +212,42 @@ impl TraceCore {
         if traces.is_empty() && seqs.is_empty() {
             return None;
         }
-        let mut traces: Vec<(TraceId, Waiting)> = traces.into_iter().collect();
-        traces.sort_unstable_by_key(|t| t.0);
+        // Frames in (tenant, trace id) order: a block's bytes depend only on its spans.
+        let mut tenants: Vec<(String, HashMap<TraceId, Waiting>)> = traces.into_iter().collect();
+        tenants.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut data = Vec::with_capacity(bytes / 3);
-        let mut frames = Vec::with_capacity(traces.len());
+        let mut frames = Vec::new();
         // One compression context for every frame of the block: creating one per frame
         // costs more than compressing a small trace.
         let mut compressor = zstd::bulk::Compressor::new(self.settings.zstd_level)
             .expect("zstd level checked by TraceSettings");
-        for (trace_id, (bytes, summary)) in traces {
-            let offset = data.len();
-            // In-memory compression of a Vec cannot fail short of allocation failure.
-            let frame = compressor
-                .compress(&bytes)
-                .expect("zstd compression into memory");
-            data.extend_from_slice(&frame);
-            frames.push((trace_id, offset, frame.len(), summary));
+        for (tenant, (_, by_trace)) in tenants.iter_mut().enumerate() {
+            let mut traces: Vec<(TraceId, Waiting)> = mem::take(by_trace).into_iter().collect();
+            traces.sort_unstable_by_key(|t| t.0);
+            for (trace_id, (bytes, summary)) in traces {
+                let offset = data.len();
+                // In-memory compression of a Vec cannot fail short of allocation failure.
+                let frame = compressor
+                    .compress(&bytes)
+                    .expect("zstd compression into memory");
+                data.extend_from_slice(&frame);
+                let length = frame.len();
+                frames.push(Frame {
+                    tenant,
+                    trace_id,
+                    offset,
+                    length,
+                    summary,
+                });
+            }
         }
         let key = block_key(now_ns, &data);
         let mut index_copy = Vec::with_capacity(frames.len() * 160);
         write_header(&mut index_copy);
         let mut days = Vec::new();
-        for (trace_id, offset, length, summary) in &frames {
-            index_row(&mut index_copy, trace_id, &key, *offset, *length, summary);
-            days.push(utc_day(summary.start_ns));
+        for frame in &frames {
+            index_row(&mut index_copy, &key, &tenants[frame.tenant].0, frame);
+            days.push(utc_day(frame.summary.start_ns));
         }
         write_trailer(&mut index_copy);
         days.sort_unstable();
@@ -230,56 +278,10 @@ fn outcome(staged: &StagedSpans, seq: u64) -> TraceIngestOutcome {
     };
     TraceIngestOutcome {
         accepted_spans: staged.accepted,
+        sampled_out_spans: staged.sampled_out,
         rejected_spans: staged.rejected,
         error_message,
         response: response.encode_to_vec(),
         seq,
     }
-}
-
-/// `blocks/YYYY/MM/DD/HH/<xxh3-128 of the bytes>.tgb`: the cut hour first, so that retention
-/// lists and deletes whole days; the content hash last, so that a retried upload of the same
-/// block writes the same object.
-fn block_key(now_ns: i64, data: &[u8]) -> String {
-    let (year, month, day) = civil_from_days(utc_day(now_ns));
-    let hour = now_ns.rem_euclid(86_400_000_000_000) / 3_600_000_000_000;
-    let hash = xxhash_rust::xxh3::xxh3_128(data);
-    format!("blocks/{year:04}/{month:02}/{day:02}/{hour:02}/{hash:032x}.tgb")
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-fn index_row(
-    buf: &mut Vec<u8>,
-    trace_id: &TraceId,
-    key: &str,
-    offset: usize,
-    length: usize,
-    s: &TraceSummary,
-) {
-    let attributes: Vec<u64> = s.attributes.iter().map(|&h| h as u64).collect();
-    Tuple::begin(buf, INDEX_COLUMNS)
-        .bytea(trace_id)
-        .text(key)
-        .int8(offset as i64)
-        .int8(length as i64)
-        .timestamptz_ns(s.start_ns)
-        .timestamptz_ns(s.end_ns)
-        .text(s.service())
-        .opt_text(s.root_name.as_deref())
-        .int4(i32::from(s.status))
-        .int4(s.spans as i32)
-        .int8_array(&attributes);
 }

@@ -15,6 +15,7 @@ use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, Wi
 use prost::Message;
 
 use crate::error::CoreError;
+use crate::trace_sampling::SamplingRatios;
 
 /// A trace id: 16 bytes, not all zero.
 pub type TraceId = [u8; 16];
@@ -97,7 +98,10 @@ pub struct TraceFragment {
 /// Phase one's outcome.
 pub struct StagedSpans {
     pub fragments: Vec<TraceFragment>,
+    /// Valid spans kept by sampling: those in `fragments`.
     pub accepted: u64,
+    /// Valid spans the sampling ratio of their service dropped.
+    pub sampled_out: u64,
     pub rejected: u64,
     /// The first rejection's reason, for the partial-success message.
     pub first_error: Option<String>,
@@ -252,15 +256,18 @@ struct Envelope<'a> {
     scope_schema_url: &'a str,
 }
 
-/// Decodes an `ExportTraceServiceRequest` and regroups its valid spans by trace.
-pub fn stage(bytes: &[u8]) -> Result<StagedSpans, CoreError> {
+/// Decodes an `ExportTraceServiceRequest` and regroups by trace its valid spans that
+/// `sampling` keeps.
+pub fn stage(bytes: &[u8], sampling: &SamplingRatios) -> Result<StagedSpans, CoreError> {
     let request = ExportTraceServiceRequest::decode(bytes).map_err(CoreError::TraceDecode)?;
     let mut traces: HashMap<TraceId, (Vec<u8>, TraceSummary)> = HashMap::new();
-    let (mut accepted, mut rejected, mut first_error) = (0u64, 0u64, None);
+    let (mut accepted, mut sampled_out, mut rejected) = (0u64, 0u64, 0u64);
+    let mut first_error = None;
     for resource_spans in request.resource_spans {
         let resource = resource_spans.resource;
         let attrs = resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         let service = string_of(attrs, "service.name").unwrap_or_default();
+        let sampled = sampling.of_service(&service);
         let resource_bytes = resource.as_ref().map(Message::encode_to_vec);
         for scope_spans in resource_spans.scope_spans {
             let scope_bytes = scope_spans.scope.as_ref().map(Message::encode_to_vec);
@@ -273,10 +280,11 @@ pub fn stage(bytes: &[u8]) -> Result<StagedSpans, CoreError> {
             let mut by_trace: HashMap<TraceId, Vec<Span>> = HashMap::new();
             for span in scope_spans.spans {
                 match check(&span) {
-                    Ok(trace_id) => {
+                    Ok(trace_id) if sampled.keeps(&trace_id) => {
                         accepted += 1;
                         by_trace.entry(trace_id).or_default().push(span);
                     }
+                    Ok(_) => sampled_out += 1,
                     Err(reason) => {
                         rejected += 1;
                         first_error.get_or_insert_with(|| reason.to_owned());
@@ -301,6 +309,7 @@ pub fn stage(bytes: &[u8]) -> Result<StagedSpans, CoreError> {
     Ok(StagedSpans {
         fragments,
         accepted,
+        sampled_out,
         rejected,
         first_error,
     })

@@ -264,7 +264,12 @@ class TraceExportSummary:
     """What one trace Export request did."""
 
     @property
-    def accepted_spans(self) -> int: ...
+    def accepted_spans(self) -> int:
+        """Valid spans the sampling ratio of their service kept: queued for a block."""
+    @property
+    def sampled_out_spans(self) -> int:
+        """Valid spans the sampling ratio of their service dropped. Not an error: they are
+        not in ``rejected_spans`` and the response is a plain success."""
     @property
     def rejected_spans(self) -> int: ...
     @property
@@ -304,16 +309,30 @@ class TraceCore:
     """Decodes OTLP trace requests and cuts their spans into blocks of zstd frames, one
     frame per trace. Thread-safe: ``ingest`` releases the GIL."""
 
-    def __new__(cls, settings: TraceSettings) -> Self: ...
-    def ingest(self, request: bytes, now_ns: int, seq: int | None = None) -> TraceExportSummary:
-        """Decode ``ExportTraceServiceRequest`` bytes and queue every valid span, under spool
-        sequence number ``seq`` (a replayed record) or the next one (``.seq`` of the result);
-        the block that takes them lists it.
+    def __new__(cls, settings: TraceSettings) -> Self:
+        """An empty core that keeps every span (until ``set_sampling``)."""
+    def ingest(
+        self, request: bytes, now_ns: int, seq: int | None = None, *, tenant: str = "default"
+    ) -> TraceExportSummary:
+        """Decode ``ExportTraceServiceRequest`` bytes of ``tenant`` and queue every valid span
+        that sampling keeps, under spool sequence number ``seq`` (a replayed record) or the
+        next one (``.seq`` of the result); the block that takes them lists it. Spans of one
+        trace id from two tenants never share a frame or an index row. An empty tenant (a
+        spool record written before tenants existed) is ``"default"``.
 
         Raises ``DecodeError`` when the bytes are not a decodable request."""
-    def check(self, request: bytes, now_ns: int) -> TraceExportSummary:
-        """Decode and check a request as ``ingest`` does, queueing nothing: it gets a
-        sequence number (``.seq``) and waits in the spool, to be ingested later under it."""
+    def check(self, request: bytes, now_ns: int, *, tenant: str = "default") -> TraceExportSummary:
+        """Decode and check a request as ``ingest`` does (sampling included), queueing
+        nothing: it gets a sequence number (``.seq``) and waits in the spool, to be ingested
+        later under it."""
+    def set_sampling(self, ratios: dict[str, float], default: float = 1.0) -> None:
+        """Replace the sampling ratios, in place: ``ratios`` by ``service.name`` of the
+        resource, ``default`` for every other service. As in OpenTelemetry's consistent
+        probability sampling, a span is kept when its trace id's randomness (its rightmost 7
+        bytes, big-endian) is at least the threshold ``(1 - ratio) * 2**56``, rounded up to an
+        integer: 1.0 keeps all, 0.0 none, a trace is kept or dropped whole by every service at
+        one ratio, and behind an OpenTelemetry consistent sampler a lower ratio keeps what it
+        would keep alone. ``ValueError`` names a ratio outside [0, 1]."""
     def start_seqs_at(self, next: int) -> None:
         """Sequence numbers given out from now on start at ``next`` or above."""
     def block_due(self, now_ns: int) -> bool: ...

@@ -12,7 +12,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tidegate.config import parse_listen
+from tidegate.config import DEFAULT_TENANT, parse_listen
 from tidegate.errors import QueryError
 from tidegate.object_store import ObjectStore, ObjectStoreError
 from tidegate.telemetry import Telemetry
@@ -98,9 +98,13 @@ class HttpServer:
         try:
             async with self._traces.pool.acquire() as conn:
                 if protobuf:
-                    body = await get_trace_protobuf(conn, self._traces.store, trace_id)
+                    body = await get_trace_protobuf(
+                        conn, self._traces.store, trace_id, tenant=DEFAULT_TENANT
+                    )
                     return web.Response(body=body, content_type=PROTOBUF)
-                text = await get_trace_json(conn, self._traces.store, trace_id, tempo=True)
+                text = await get_trace_json(
+                    conn, self._traces.store, trace_id, tempo=True, tenant=DEFAULT_TENANT
+                )
                 return web.Response(text=text, content_type="application/json")
         except QueryError as exc:
             return web.json_response({"error": str(exc)}, status=400)

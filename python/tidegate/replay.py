@@ -76,7 +76,10 @@ def replay_uncommitted(
         while queue_full() is not None:
             time.sleep(FULL_QUEUE_PAUSE_SECONDS)
         try:
-            summary = core.ingest(record.payload, record.now_ns, record.seq)
+            # The record's tenant ("" before tenants: the default) only to the trace core:
+            # the metrics core takes none yet.
+            tenant = {"tenant": record.tenant} if signal == "traces" else {}
+            summary = core.ingest(record.payload, record.now_ns, record.seq, **tenant)
         except DecodeError as exc:
             log.error("spool record %d no longer decodes (%s); skipped", record.seq, exc)
             continue
@@ -141,7 +144,8 @@ def _ingest_deferred(
                 return ingested
             time.sleep(FULL_QUEUE_PAUSE_SECONDS)
         try:
-            core.ingest(record.payload, record.now_ns, record.seq)
+            tenant = {"tenant": record.tenant} if signal == "traces" else {}
+            core.ingest(record.payload, record.now_ns, record.seq, **tenant)
         except DecodeError as exc:  # it passed the same check when it was accepted
             log.error("deferred %s record %d no longer decodes (%s)", signal, record.seq, exc)
         intake.deferred.discard(record.seq)

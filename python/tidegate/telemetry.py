@@ -111,6 +111,11 @@ class Telemetry:
         self.spans_accepted = Counter(
             "tidegate_spans_accepted", "Spans accepted from Export requests.", registry=r
         )
+        self.spans_sampled_out = Counter(
+            "tidegate_spans_sampled_out",
+            "Valid spans dropped by the sampling ratio of their service (not an error).",
+            registry=r,
+        )
         self.spans_rejected = Counter(
             "tidegate_spans_rejected",
             "Spans refused (bad ids or times), answered in partial_success.",

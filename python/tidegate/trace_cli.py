@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from tidegate.config import Config
+from tidegate.config import DEFAULT_TENANT, Config
 from tidegate.database import reading_connection
 from tidegate.errors import QueryError
 from tidegate.object_store import ObjectStore
@@ -28,6 +28,7 @@ def add_parsers(commands: Any) -> None:
     trace = commands.add_parser("trace", help="show one trace as a waterfall")
     trace.add_argument("trace_id", help="hex trace id (up to 32 digits)")
     trace.add_argument("--json", action="store_true", help="print the OTLP JSON instead")
+    _tenant_flag(trace)
     _storage_flags(trace)
     traces = commands.add_parser("traces", help="search traces")
     actions = traces.add_subparsers(dest="action", required=True)
@@ -41,7 +42,17 @@ def add_parsers(commands: Any) -> None:
     found.add_argument("--status", choices=sorted(STATUSES))
     found.add_argument("--attribute", help="key=value of a span attribute")
     found.add_argument("--limit", type=int, default=20)
+    _tenant_flag(found)
     _storage_flags(found)
+
+
+def _tenant_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tenant",
+        default=DEFAULT_TENANT,
+        metavar="NAME",
+        help=f"read only this tenant's traces (default {DEFAULT_TENANT!r})",
+    )
 
 
 def _storage_flags(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +66,7 @@ def run_trace(args: argparse.Namespace, config: Config) -> str:
     parse_trace_id(args.trace_id)
 
     async def read(conn: asyncpg.Connection, store: ObjectStore) -> dict[str, Any]:
-        return await get_trace(conn, store, args.trace_id)
+        return await get_trace(conn, store, args.trace_id, tenant=args.tenant)
 
     document = _with_storage(config, read)
     if args.json:
@@ -86,6 +97,7 @@ def run_search(args: argparse.Namespace, config: Config) -> str:
             status=args.status,
             attribute=args.attribute,
             limit=args.limit,
+            tenant=args.tenant,
         )
         return [m.__dict__ for m in matches]
 

@@ -36,6 +36,21 @@ POLL_SECONDS = 0.25
 RETRIED_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, ObjectStoreError)
 COMMAND_TIMEOUT_SECONDS = 120.0
 SINK = "traces"
+# The columns of the core's index COPY rows, in their order (trace_index.rs `index_row`).
+INDEX_COLUMNS = (
+    "trace_id",
+    "block_key",
+    "frame_offset",
+    "frame_length",
+    "start_time",
+    "end_time",
+    "service",
+    "root_name",
+    "status",
+    "span_count",
+    "attributes",
+    "tenant",
+)
 
 
 async def delete_orphan_blocks(conn: asyncpg.Connection, store: ObjectStore) -> int:
@@ -93,9 +108,11 @@ class TraceWriter:
         return self._core.pending_spans + self._in_flight_spans
 
     def account(self, summary: TraceExportSummary) -> None:
-        """Counts what an Export request accepted and rejected."""
+        """Counts what an Export request accepted, sampled out and rejected."""
         if summary.accepted_spans:
             self._telemetry.spans_accepted.inc(summary.accepted_spans)
+        if summary.sampled_out_spans:
+            self._telemetry.spans_sampled_out.inc(summary.sampled_out_spans)
         if summary.rejected_spans:
             self._telemetry.spans_rejected.inc(summary.rejected_spans)
             log.info("partially rejected trace request: %s", summary.error_message)
@@ -272,7 +289,10 @@ class TraceWriter:
         await self._store.put(block.key, block.data)
         async with conn.transaction():
             await conn.copy_to_table(
-                "trace_index", source=io.BytesIO(block.index_copy), format="binary"
+                "trace_index",
+                source=io.BytesIO(block.index_copy),
+                columns=INDEX_COLUMNS,
+                format="binary",
             )
             await conn.execute(
                 "DELETE FROM tidegate_pending_blocks WHERE block_key = $1", block.key

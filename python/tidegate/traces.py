@@ -1,6 +1,7 @@
 """Reading traces: by id (one index query, one ranged GET per block holding part of the
 trace) and search over the index. SQL texts are constants; every filter is a bound
-parameter (a NULL parameter disables its filter)."""
+parameter (a NULL parameter disables its filter). Every read is of one tenant's index rows:
+another tenant's trace is not found, even by its id."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from tidegate._core import DecodeError, attribute_hash, read_trace_json, read_trace_protobuf
-from tidegate.config import Config
+from tidegate.config import DEFAULT_TENANT, Config
 from tidegate.errors import QueryError, TidegateError
 from tidegate.object_store import BlockNotFound, ObjectStore, open_store
 
@@ -25,7 +26,7 @@ MAX_LIMIT = 10_000
 
 FRAMES_SQL = """
 SELECT block_key, frame_offset, frame_length
-FROM trace_index WHERE trace_id = $1
+FROM trace_index WHERE trace_id = $1 AND tenant = $2
 ORDER BY start_time, block_key, frame_offset
 """
 SEARCH_SQL = """
@@ -34,7 +35,7 @@ SELECT trace_id, min(start_time) AS start, max(end_time) AS end_time,
        (array_agg(service ORDER BY root_name IS NULL, start_time))[1] AS service,
        (array_agg(root_name ORDER BY root_name IS NULL, start_time))[1] AS root_name
 FROM trace_index
-WHERE start_time >= $1 AND start_time < $2
+WHERE tenant = $10 AND start_time >= $1 AND start_time < $2
   AND ($3::text IS NULL OR service = $3)
   AND ($4::bigint IS NULL OR attributes @> ARRAY[$4::bigint])
 GROUP BY trace_id
@@ -74,8 +75,10 @@ def parse_trace_id(text: str) -> bytes:
     return bytes.fromhex(text.rjust(32, "0"))
 
 
-async def _frames(conn: asyncpg.Connection, store: ObjectStore, trace_id: bytes) -> list[bytes]:
-    rows = await conn.fetch(FRAMES_SQL, trace_id)
+async def _frames(
+    conn: asyncpg.Connection, store: ObjectStore, trace_id: bytes, tenant: str
+) -> list[bytes]:
+    rows = await conn.fetch(FRAMES_SQL, trace_id, tenant)
     if not rows:
         raise TraceNotFoundError(f"trace {trace_id.hex()} not found")
 
@@ -93,29 +96,44 @@ async def _frames(conn: asyncpg.Connection, store: ObjectStore, trace_id: bytes)
 
 
 async def get_trace(
-    conn: asyncpg.Connection, store: ObjectStore, trace_id: str, *, tempo: bool = False
+    conn: asyncpg.Connection,
+    store: ObjectStore,
+    trace_id: str,
+    *,
+    tempo: bool = False,
+    tenant: str = DEFAULT_TENANT,
 ) -> dict[str, Any]:
-    """The trace as an OTLP JSON document (``{"resourceSpans": ...}``, or Tempo's
-    ``{"batches": ...}``), each span once."""
-    return json.loads(await get_trace_json(conn, store, trace_id, tempo=tempo))  # type: ignore[no-any-return]
+    """The spans ``tenant`` stored of the trace, as an OTLP JSON document
+    (``{"resourceSpans": ...}``, or Tempo's ``{"batches": ...}``), each span once;
+    ``TraceNotFoundError`` when that tenant stored none."""
+    document = await get_trace_json(conn, store, trace_id, tempo=tempo, tenant=tenant)
+    return json.loads(document)  # type: ignore[no-any-return]
 
 
 async def get_trace_json(
-    conn: asyncpg.Connection, store: ObjectStore, trace_id: str, *, tempo: bool = False
+    conn: asyncpg.Connection,
+    store: ObjectStore,
+    trace_id: str,
+    *,
+    tempo: bool = False,
+    tenant: str = DEFAULT_TENANT,
 ) -> str:
     """``get_trace`` as JSON text."""
     tid = parse_trace_id(trace_id)
-    frames = await _frames(conn, store, tid)
+    frames = await _frames(conn, store, tid, tenant)
     try:
         return await asyncio.to_thread(read_trace_json, frames, tempo=tempo)
     except DecodeError as exc:
         raise CorruptBlockError(f"trace {tid.hex()}: a block frame does not decode: {exc}") from exc
 
 
-async def get_trace_protobuf(conn: asyncpg.Connection, store: ObjectStore, trace_id: str) -> bytes:
-    """The trace as an encoded OTLP ``TracesData`` (Tempo's protobuf answer)."""
+async def get_trace_protobuf(
+    conn: asyncpg.Connection, store: ObjectStore, trace_id: str, *, tenant: str = DEFAULT_TENANT
+) -> bytes:
+    """The spans ``tenant`` stored of the trace as an encoded OTLP ``TracesData`` (Tempo's
+    protobuf answer)."""
     tid = parse_trace_id(trace_id)
-    frames = await _frames(conn, store, tid)
+    frames = await _frames(conn, store, tid, tenant)
     try:
         return await asyncio.to_thread(read_trace_protobuf, frames)
     except DecodeError as exc:
@@ -147,9 +165,11 @@ async def search(
     status: str | None = None,
     attribute: str | None = None,
     limit: int = 20,
+    tenant: str = DEFAULT_TENANT,
 ) -> list[TraceMatch]:
-    """Traces that started in ``[start, end)``, newest first. ``name`` is the root span's
-    name; ``attribute`` is ``key=value`` of a span attribute; ``status`` is ok, error or unset."""
+    """Traces of ``tenant`` that started in ``[start, end)``, newest first (only that
+    tenant's index rows count). ``name`` is the root span's name; ``attribute`` is
+    ``key=value`` of a span attribute; ``status`` is ok, error or unset."""
     if start >= end:
         raise QueryError("search start must be before end")
     if status is not None and status not in STATUSES:
@@ -173,6 +193,7 @@ async def search(
         ns(max_duration),
         None if status is None else STATUSES[status],
         limit,
+        tenant,
     )
     return [
         TraceMatch(

@@ -9,13 +9,15 @@ use prost::Message;
 
 use super::builder::{attrs, kv, str_value};
 use super::copy_reader::{int4, int8, int8_array, text, tuples};
-use crate::trace_blocks::{civil_from_days, TraceCore, TraceSettings};
+use crate::trace_blocks::{TraceCore, TraceSettings};
+use crate::trace_index::civil_from_days;
 use crate::trace_ingest::{attribute_hash, STATUS_ERROR};
 use crate::trace_read::{decode_trace, join_frames};
 
-const NOW: i64 = 1_764_237_600_000_000_000; // 2025-11-27T10:00:00Z
+pub(super) const NOW: i64 = 1_764_237_600_000_000_000; // 2025-11-27T10:00:00Z
 
-fn span(trace: u8, id: u8, parent: Option<u8>, name: &str) -> Span {
+/// A span of trace `[trace; 16]`, span id `[id; 8]`, starting `id` µs after `NOW`.
+pub(super) fn span(trace: u8, id: u8, parent: Option<u8>, name: &str) -> Span {
     Span {
         trace_id: vec![trace; 16],
         span_id: vec![id; 8],
@@ -28,7 +30,8 @@ fn span(trace: u8, id: u8, parent: Option<u8>, name: &str) -> Span {
     }
 }
 
-fn request(service: &str, spans: Vec<Span>) -> Vec<u8> {
+/// An Export request of `spans` under one resource of `service.name` `service`.
+pub(super) fn request(service: &str, spans: Vec<Span>) -> Vec<u8> {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -158,6 +161,7 @@ fn fragments_are_the_bytes_prost_would_write() {
     use opentelemetry_proto::tonic::trace::v1::TracesData;
 
     use crate::trace_ingest::stage;
+    use crate::trace_sampling::SamplingRatios;
 
     let scope = InstrumentationScope {
         name: "lib".into(),
@@ -199,7 +203,7 @@ fn fragments_are_the_bytes_prost_would_write() {
     let request = ExportTraceServiceRequest {
         resource_spans: vec![first.clone(), second.clone()],
     };
-    let staged = stage(&request.encode_to_vec()).unwrap();
+    let staged = stage(&request.encode_to_vec(), &SamplingRatios::default()).unwrap();
     let trace_one = staged
         .fragments
         .iter()

@@ -17,5 +17,7 @@ mod test_series;
 mod test_speed;
 mod test_tdigest;
 mod test_tdigest_accuracy;
+mod test_tenants;
 mod test_traces;
+mod test_window_change;
 mod test_windows;

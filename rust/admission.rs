@@ -7,7 +7,7 @@ use std::sync::PoisonError;
 use crate::buffer::ChunkBuf;
 use crate::buffer::{utc_day, Shard};
 use crate::histogram_chunks::{self, HistogramPoint};
-use crate::ingest::{lock, MetricsCore};
+use crate::ingest::{lock, shard_of, MetricsCore, SHARDS};
 use crate::series::{Admission, IdMap, SeriesKey, SeriesRegistry, SeriesStatus};
 use crate::staged::{Payload, StagedRequest};
 use crate::tenants::{SeriesBudget, TenantIndex};
@@ -24,6 +24,41 @@ pub struct Admitted {
     pub limited: Vec<usize>,
     /// Every refused point, sorted.
     pub refused: Vec<usize>,
+}
+
+/// The indexes of a request's staged points grouped by shard, in arrival order within each
+/// (a stable counting sort, so that each shard is locked once and a series' points keep
+/// their order).
+pub struct ShardOrder {
+    starts: [usize; SHARDS + 1],
+    order: Vec<usize>,
+}
+
+impl ShardOrder {
+    /// Sorts the points of `staged`.
+    pub fn of(staged: &StagedRequest) -> Self {
+        let points = &staged.points;
+        let mut starts = [0usize; SHARDS + 1];
+        points
+            .iter()
+            .for_each(|p| starts[shard_of(p.key.id) + 1] += 1);
+        (0..SHARDS).for_each(|s| starts[s + 1] += starts[s]);
+        let mut order = vec![0usize; points.len()];
+        let mut next = starts;
+        for (i, p) in points.iter().enumerate() {
+            let s = shard_of(p.key.id);
+            order[next[s]] = i;
+            next[s] += 1;
+        }
+        ShardOrder { starts, order }
+    }
+
+    /// (shard, point indexes) of every shard holding points, shards in order.
+    pub fn runs(&self) -> impl Iterator<Item = (usize, &[usize])> {
+        (0..SHARDS)
+            .map(|s| (s, &self.order[self.starts[s]..self.starts[s + 1]]))
+            .filter(|(_, run)| !run.is_empty())
+    }
 }
 
 /// The verdict on one series of a request.
@@ -126,10 +161,7 @@ impl MetricsCore {
             decided: IdMap::default(),
         };
         let mut admitted = Admitted::default();
-        for (s, run) in self.shard_runs(staged).iter().enumerate() {
-            if run.is_empty() {
-                continue;
-            }
+        for (s, run) in ShardOrder::of(staged).runs() {
             let mut shard = lock(&self.shards[s]);
             let mut last: Option<(SeriesKey, Verdict)> = None;
             for &i in run {
@@ -170,10 +202,7 @@ impl MetricsCore {
             decided: IdMap::default(),
         };
         let mut admitted = Admitted::default();
-        for (s, run) in self.shard_runs(staged).iter().enumerate() {
-            if run.is_empty() {
-                continue;
-            }
+        for (s, run) in ShardOrder::of(staged).runs() {
             let mut shard = lock(&self.shards[s]);
             for &i in run {
                 let verdict = judge.verdict(&mut shard.registry, staged.points[i].key, &mut false);

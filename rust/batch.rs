@@ -30,7 +30,8 @@ impl MetricsCore {
         let mut closed = Vec::new();
         let mut hour_parts = Vec::new();
         let mut open_from_seq = u64::MAX;
-        if now_ns != i64::MIN {
+        // A flush of everything (shutdown, tests) may pass a time far ahead: no sweep then.
+        if now_ns != i64::MIN && !flush_all {
             self.sweep_idle_series(now_ns);
         }
         let rollups = self

@@ -4,7 +4,7 @@ use std::mem;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
-use crate::admission::Admitted;
+use crate::admission::{Admitted, ShardOrder};
 use crate::buffer::{utc_day, RowBuffer, SeriesRows, Shard};
 use crate::decode;
 use crate::error::CoreError;
@@ -337,26 +337,13 @@ impl MetricsCore {
         staged.tenant = self.tenants.intern(tenant).0;
         let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
         let rollups = self.rollups.read().unwrap_or_else(PoisonError::into_inner);
-        for (s, run) in self.shard_runs(&staged).iter().enumerate() {
-            if run.is_empty() {
-                continue;
-            }
+        for (s, run) in ShardOrder::of(&staged).runs() {
             let mut shard = lock(&self.shards[s]);
             for &i in run {
                 shard.windows.add(&staged, i, &rollups, seq, Some(filter));
             }
         }
         Ok(())
-    }
-
-    /// The indexes of the staged points per shard, in arrival order (a stable counting sort,
-    /// so that each shard is locked once).
-    pub(crate) fn shard_runs(&self, staged: &StagedRequest) -> Vec<Vec<usize>> {
-        let mut runs: Vec<Vec<usize>> = vec![Vec::new(); SHARDS];
-        for (i, p) in staged.points.iter().enumerate() {
-            runs[shard_of(p.key.id)].push(i);
-        }
-        runs
     }
 
     /// Appends the pre-encoded exponential histogram and summary rows.

@@ -294,6 +294,8 @@ impl MetricsCore {
         }
     }
 
+    // The tenant defaults are the literal of `tenants::DEFAULT_TENANT`: a constant would show
+    // as `...` in the signature Python sees (and stubtest compares).
     #[pyo3(signature = (request, now_ns, seq = None, *, tenant = "default"))]
     fn ingest(
         &self,

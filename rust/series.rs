@@ -1,5 +1,5 @@
 //! Series identity: the canonical form, `SeriesKey` (id + fingerprint) and the registry of
-//! series this process has already written.
+//! series this process has seen (whether their row was written, whether they are active).
 //!
 //! # Canonical form
 //!
@@ -10,8 +10,8 @@
 //!
 //! ```text
 //! field(b)     = u32 LE byte length ‖ b
-//! canonical    = field(tenant) ‖ field(metric name) ‖ field(unit) ‖ field(type) ‖ field(temporality)
-//!              ‖ field(monotonic) ‖ attrset(resource attributes)
+//! canonical    = field(tenant) ‖ field(metric name) ‖ field(unit) ‖ field(type)
+//!              ‖ field(temporality) ‖ field(monotonic) ‖ attrset(resource attributes)
 //!              ‖ field(scope name) ‖ field(scope version) ‖ attrset(scope attributes)
 //!              ‖ attrset(point attributes)
 //! type         = "gauge" | "sum" | "histogram" | "exponential_histogram" | "summary"

@@ -8,10 +8,9 @@ use crate::buffer::{utc_day, ChunkBuf, ChunkMap, RowBuffer};
 use crate::copy_binary::{write_header, write_trailer};
 use crate::histogram_chunks::{HistogramChunk, HistogramChunkMap};
 use crate::ingest::{lock, shard_of, Batch, MetricsCore};
-use crate::rollup_rows;
+use crate::rollup_rows::{self, Resolution};
 use crate::rows;
 use crate::staged::ROW_TABLES;
-use crate::windows::HOUR_NS;
 
 impl MetricsCore {
     /// Moves every buffered point into a [`Batch`], without closing any window (tests of the
@@ -31,6 +30,15 @@ impl MetricsCore {
         let mut closed = Vec::new();
         let mut hour_parts = Vec::new();
         let mut open_from_seq = u64::MAX;
+        // A flush of everything (shutdown, tests) may pass a time far ahead: no sweep then.
+        if now_ns != i64::MIN && !flush_all {
+            self.sweep_idle_series(now_ns);
+        }
+        let rollups = self
+            .rollups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let (chunk_maps, histogram_maps, tables, series, points, seqs) = {
             let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
             let points = self.buffered_points.swap(0, Ordering::Relaxed);
@@ -41,7 +49,7 @@ impl MetricsCore {
                 .iter()
                 .map(|s| {
                     let mut shard = lock(s);
-                    closed.extend(shard.windows.take_closed(now_ns, &self.rollups, flush_all));
+                    closed.extend(shard.windows.take_closed(now_ns, &rollups, flush_all));
                     hour_parts.extend(shard.windows.take_hour_parts());
                     open_from_seq = open_from_seq.min(shard.windows.min_seq());
                     (
@@ -56,8 +64,13 @@ impl MetricsCore {
         };
         let mut rollups_copy = Vec::new();
         let mut days: Vec<i64> = closed.iter().map(|(k, _)| utc_day(k.start_ns)).collect();
-        let window_rows =
-            rollup_rows::encode(&mut rollups_copy, &mut closed, self.rollups.window_ns);
+        let tenants = self.tenants.slots();
+        let window_rows = rollup_rows::encode(
+            &mut rollups_copy,
+            &mut closed,
+            Resolution::Window(&rollups),
+            &tenants,
+        );
         // Encoded (and their digests compressed): the windows now move into their hours.
         let mut hours = {
             let mut open_hours = lock(&self.hours);
@@ -65,7 +78,7 @@ impl MetricsCore {
                 .into_iter()
                 .chain(hour_parts)
                 .for_each(|(key, agg)| open_hours.absorb(key, agg));
-            let hours = open_hours.take_closed(now_ns, &self.rollups, flush_all || flush_hours);
+            let hours = open_hours.take_closed(now_ns, &rollups, flush_all || flush_hours);
             open_from_seq = open_from_seq.min(open_hours.min_seq());
             hours
         };
@@ -87,7 +100,8 @@ impl MetricsCore {
             window_rollup_rows: window_rows,
             ..Batch::default()
         };
-        batch.hour_rollup_rows = rollup_rows::encode(&mut rollups_copy, &mut hours, HOUR_NS);
+        batch.hour_rollup_rows =
+            rollup_rows::encode(&mut rollups_copy, &mut hours, Resolution::Hour, &tenants);
         rollup_rows::finish(&mut rollups_copy);
         batch.rollups_copy = rollups_copy;
         batch.series_copy = series.rows.finish();

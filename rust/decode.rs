@@ -29,8 +29,14 @@ fn encode_scope(
     encode_attribute_set(view, attrs, limits, "scope attribute", scratch, out)
 }
 
-/// Validates every point of a decoded request (phase one of `MetricsCore::ingest`).
-pub fn stage_request<'a>(view: RequestView<'a>, now_ns: i64, limits: &Limits) -> StagedRequest<'a> {
+/// Validates every point of a decoded request (phase one of `MetricsCore::ingest`) sent for
+/// `tenant`, whose name begins the canonical form of each series.
+pub fn stage_request<'a>(
+    view: RequestView<'a>,
+    tenant: &str,
+    now_ns: i64,
+    limits: &Limits,
+) -> StagedRequest<'a> {
     let mut stager = Stager {
         attr_limits: AttributeLimits {
             max_attributes: limits.max_attributes,
@@ -91,6 +97,7 @@ pub fn stage_request<'a>(view: RequestView<'a>, now_ns: i64, limits: &Limits) ->
                 stager.key_buf.clear();
                 encode_metric_prefix(
                     &mut stager.key_buf,
+                    tenant,
                     metric.name,
                     metric.unit,
                     shape,
@@ -118,6 +125,7 @@ pub fn stage_request<'a>(view: RequestView<'a>, now_ns: i64, limits: &Limits) ->
     } = stager;
     StagedRequest {
         view,
+        tenant: 0,
         points,
         rows,
         rejections,

@@ -1,19 +1,19 @@
 //! `MetricsCore`: the shared, thread-safe state behind the Python class of the same name.
 
 use std::mem;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
-use crate::buffer::{utc_day, ChunkBuf, RowBuffer, SeriesRows, Shard};
+use crate::admission::{Admitted, ShardOrder};
+use crate::buffer::{utc_day, RowBuffer, SeriesRows, Shard};
 use crate::decode;
 use crate::error::CoreError;
-use crate::histogram_chunks::{self, HistogramPoint};
 use crate::otlp_decode;
 use crate::reject::{encode_response, Reason, Reject};
 use crate::rollup_rows::HourWindows;
 use crate::rows::{self, SeriesRow};
-use crate::series::{Admission, SeriesKey};
 use crate::staged::{self, Limits, Payload, StagedRequest, ROW_TABLES};
+use crate::tenants::{SeriesBudget, SeriesLimits, Tenants, DEFAULT_TENANT};
 use crate::windows::{ReplayFilter, RollupSettings};
 
 /// Number of shards; a power of two, well above the number of ingest threads.
@@ -132,7 +132,15 @@ pub struct Batch {
 /// - the small per-table `Mutex` of each row buffer, for a `memcpy` of pre-encoded tuples.
 pub struct MetricsCore {
     pub(crate) limits: Limits,
-    pub(crate) rollups: RollupSettings,
+    /// Read by every window update; written only when the window length changes, which
+    /// therefore waits for the updates under way.
+    pub(crate) rollups: RwLock<RollupSettings>,
+    pub(crate) tenants: Tenants,
+    pub(crate) series_limits: RwLock<SeriesLimits>,
+    /// Arrival time of the last sweep for idle series (`i64::MIN` before the first).
+    pub(crate) last_sweep_ns: AtomicI64,
+    /// The latest arrival time seen: the window it falls in is open, or about to be.
+    pub(crate) latest_now_ns: AtomicI64,
     /// Only `take_batch` uses it (under the write gate).
     pub(crate) hours: Mutex<HourWindows>,
     pub(crate) gate: RwLock<()>,
@@ -153,7 +161,11 @@ impl MetricsCore {
     pub fn new(limits: Limits, rollups: RollupSettings) -> Self {
         MetricsCore {
             limits,
-            rollups,
+            rollups: RwLock::new(rollups),
+            tenants: Tenants::default(),
+            series_limits: RwLock::default(),
+            last_sweep_ns: AtomicI64::new(i64::MIN),
+            latest_now_ns: AtomicI64::new(i64::MIN),
             hours: Mutex::default(),
             gate: RwLock::new(()),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -168,12 +180,12 @@ impl MetricsCore {
 
     /// Whether accepted points go into their windows: always, except in a benchmark's core.
     #[cfg(not(feature = "bench-internals"))]
-    fn windows_enabled(&self) -> bool {
+    pub(crate) fn windows_enabled(&self) -> bool {
         true
     }
 
     #[cfg(feature = "bench-internals")]
-    fn windows_enabled(&self) -> bool {
+    pub(crate) fn windows_enabled(&self) -> bool {
         !self.skip_windows
     }
 
@@ -183,70 +195,122 @@ impl MetricsCore {
     }
 
     /// Decodes `bytes` (an `ExportMetricsServiceRequest`) and buffers every valid point
-    /// under the next spool sequence number.
+    /// for the default tenant, under the next spool sequence number.
     pub fn ingest(&self, bytes: &[u8], now_ns: i64) -> Result<IngestOutcome, CoreError> {
         self.ingest_seq(bytes, now_ns, None)
     }
 
-    /// Decodes `bytes` and buffers every valid point, under spool sequence number `given`
-    /// (a replayed record) or the next one; the next batch lists it.
+    /// [`ingest_as`](Self::ingest_as) for the default tenant.
     pub fn ingest_seq(
         &self,
         bytes: &[u8],
         now_ns: i64,
         given: Option<u64>,
     ) -> Result<IngestOutcome, CoreError> {
+        self.ingest_as(DEFAULT_TENANT, bytes, now_ns, given)
+    }
+
+    /// Decodes `bytes`, sent for `tenant`, and buffers every valid point, under spool
+    /// sequence number `given` (a replayed record) or the next one; the next batch lists it.
+    /// Points of series that would take the tenant past its active-series limit are
+    /// rejected, except in a replayed record (it was acknowledged already).
+    pub fn ingest_as(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+        now_ns: i64,
+        given: Option<u64>,
+    ) -> Result<IngestOutcome, CoreError> {
         let mut spare = Vec::new();
         let view = otlp_decode::decode_request(bytes, &mut spare)?;
-        let mut staged = decode::stage_request(view, now_ns, &self.limits);
-        let (collided, seq) = {
+        let mut staged = decode::stage_request(view, tenant, now_ns, &self.limits);
+        let (index, slot) = self.tenants.intern(tenant);
+        staged.tenant = index;
+        self.note_arrival(now_ns);
+        let limit = self.series_limit(tenant);
+        let mut budget = SeriesBudget::new(&slot, limit, given.is_some(), false);
+        let (admitted, seq) = {
             let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
             // Given out first, so the windows know it; the gate keeps it in this batch.
             let seq = lock(&self.seqs).note(given);
-            let (new_series, collided) = self.admit(&staged, seq);
-            self.append_rows(&staged, &collided);
-            self.append_series(&staged, &new_series, now_ns);
-            let accepted = (staged.points.len() - collided.len()) as u64;
+            let admitted = self.admit(&staged, seq, now_ns, &mut budget);
+            self.append_rows(&staged, &admitted.refused);
+            self.append_series(&staged, &admitted.new_series, now_ns);
+            let accepted = (staged.points.len() - admitted.refused.len()) as u64;
             self.buffered_points.fetch_add(accepted, Ordering::Relaxed);
-            (collided, seq)
+            (admitted, seq)
         };
+        Ok(self.outcome(&mut staged, &admitted, tenant, limit, seq))
+    }
+
+    /// Decodes and checks `bytes` as `ingest` does, for the default tenant, without
+    /// buffering anything.
+    pub fn check(&self, bytes: &[u8], now_ns: i64) -> Result<IngestOutcome, CoreError> {
+        self.check_as(DEFAULT_TENANT, bytes, now_ns)
+    }
+
+    /// Decodes and checks `bytes` as `ingest_as` does (the active-series limit included),
+    /// without buffering or recording anything: the request gets a sequence number and waits
+    /// in the spool, to be ingested later under it.
+    pub fn check_as(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+        now_ns: i64,
+    ) -> Result<IngestOutcome, CoreError> {
+        let mut spare = Vec::new();
+        let view = otlp_decode::decode_request(bytes, &mut spare)?;
+        let mut staged = decode::stage_request(view, tenant, now_ns, &self.limits);
+        let (index, slot) = self.tenants.intern(tenant);
+        staged.tenant = index;
+        self.note_arrival(now_ns);
+        let limit = self.series_limit(tenant);
+        let mut budget = SeriesBudget::new(&slot, limit, false, true);
+        let admitted = self.judge(&staged, now_ns, &mut budget);
+        let seq = lock(&self.seqs).defer();
+        Ok(self.outcome(&mut staged, &admitted, tenant, limit, seq))
+    }
+
+    /// The summary of an ingest or check: staging rejections plus the points the registry
+    /// refused.
+    fn outcome(
+        &self,
+        staged: &mut StagedRequest<'_>,
+        admitted: &Admitted,
+        tenant: &str,
+        limit: Option<u64>,
+        seq: u64,
+    ) -> IngestOutcome {
         let collision = Reject::new(
             Reason::SeriesIdCollision,
             "series id already used by another series",
         );
-        for &i in &collided {
+        for &i in &admitted.collided {
             let name = staged.metric(staged.points[i].origin).name;
             staged.rejections.add(collision, 1, name);
         }
+        if let Some(&first) = admitted.limited.first() {
+            let n = admitted.limited.len();
+            let detail = format!(
+                "tenant {tenant} is at its limit of {} active series: {n} points of new \
+                 series rejected",
+                limit.unwrap_or(0)
+            );
+            let name = staged.metric(staged.points[first].origin).name;
+            staged
+                .rejections
+                .add_detailed(Reason::SeriesLimit, n as u64, name, detail);
+        }
         let rejected = staged.rejections.total();
         let error_message = staged.rejections.message(staged.total_points);
-        Ok(IngestOutcome {
-            accepted_points: (staged.points.len() - collided.len()) as u64,
+        IngestOutcome {
+            accepted_points: (staged.points.len() - admitted.refused.len()) as u64,
             rejected_points: rejected,
             rejected_by_reason: staged.rejections.by_reason(),
             response: encode_response(rejected, &error_message),
             error_message,
             seq,
-        })
-    }
-
-    /// Decodes and checks `bytes` as `ingest` does, without buffering anything: the request
-    /// gets a sequence number and waits in the spool, to be ingested later under it.
-    pub fn check(&self, bytes: &[u8], now_ns: i64) -> Result<IngestOutcome, CoreError> {
-        let mut spare = Vec::new();
-        let view = otlp_decode::decode_request(bytes, &mut spare)?;
-        let staged = decode::stage_request(view, now_ns, &self.limits);
-        let seq = lock(&self.seqs).defer();
-        let rejected = staged.rejections.total();
-        let error_message = staged.rejections.message(staged.total_points);
-        Ok(IngestOutcome {
-            accepted_points: staged.points.len() as u64,
-            rejected_points: rejected,
-            rejected_by_reason: staged.rejections.by_reason(),
-            response: encode_response(rejected, &error_message),
-            error_message,
-            seq,
-        })
+        }
     }
 
     /// Sequence numbers given out from now on start at `next` or above (after a restart:
@@ -261,6 +325,7 @@ impl MetricsCore {
     /// reported again.
     pub fn replay_rollups(
         &self,
+        tenant: &str,
         bytes: &[u8],
         now_ns: i64,
         seq: u64,
@@ -268,123 +333,36 @@ impl MetricsCore {
     ) -> Result<(), CoreError> {
         let mut spare = Vec::new();
         let view = otlp_decode::decode_request(bytes, &mut spare)?;
-        let staged = decode::stage_request(view, now_ns, &self.limits);
+        let mut staged = decode::stage_request(view, tenant, now_ns, &self.limits);
+        staged.tenant = self.tenants.intern(tenant).0;
         let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
-        for (s, run) in self.shard_runs(&staged).iter().enumerate() {
-            if run.is_empty() {
-                continue;
-            }
+        let rollups = self.rollups.read().unwrap_or_else(PoisonError::into_inner);
+        for (s, run) in ShardOrder::of(&staged).runs() {
             let mut shard = lock(&self.shards[s]);
             for &i in run {
-                shard
-                    .windows
-                    .add(&staged, i, &self.rollups, seq, Some(filter));
+                shard.windows.add(&staged, i, &rollups, seq, Some(filter));
             }
         }
         Ok(())
     }
 
-    /// The indexes of the staged points per shard, in arrival order (a stable counting sort,
-    /// so that each shard is locked once).
-    fn shard_runs(&self, staged: &StagedRequest) -> Vec<Vec<usize>> {
-        let mut runs: Vec<Vec<usize>> = vec![Vec::new(); SHARDS];
-        for (i, p) in staged.points.iter().enumerate() {
-            runs[shard_of(p.key.id)].push(i);
-        }
-        runs
-    }
-
-    /// Registers series and appends Gauge, Sum and histogram points to chunks, shard by shard.
-    /// Returns the indexes (into `staged.points`) of the first point of each new series and of
-    /// the points rejected for an id collision.
-    fn admit(&self, staged: &StagedRequest, seq: u64) -> (Vec<usize>, Vec<usize>) {
-        let points = &staged.points;
-        // Stable counting sort by shard: one lock per shard, arrival order kept within a series.
-        let mut starts = [0usize; SHARDS + 1];
-        points
-            .iter()
-            .for_each(|p| starts[shard_of(p.key.id) + 1] += 1);
-        (0..SHARDS).for_each(|s| starts[s + 1] += starts[s]);
-        let mut order = vec![0usize; points.len()];
-        let mut next = starts;
-        for (i, p) in points.iter().enumerate() {
-            let s = shard_of(p.key.id);
-            order[next[s]] = i;
-            next[s] += 1;
-        }
-        let (mut new_series, mut collided) = (Vec::new(), Vec::new());
-        for s in 0..SHARDS {
-            let run = &order[starts[s]..starts[s + 1]];
-            if run.is_empty() {
-                continue;
-            }
-            let mut shard = lock(&self.shards[s]);
-            let mut last_known: Option<SeriesKey> = None;
-            for &i in run {
-                let p = &points[i];
-                if last_known != Some(p.key) {
-                    match shard.registry.admit(p.key) {
-                        Admission::New => new_series.push(i),
-                        Admission::Known => {}
-                        Admission::Collision => {
-                            collided.push(i);
-                            continue;
-                        }
-                    }
-                    last_known = Some(p.key);
-                }
-                let day = utc_day(p.time_ns);
-                match p.payload {
-                    Payload::Number {
-                        value,
-                        start_ns,
-                        is_sum,
-                    } => shard
-                        .chunks
-                        .entry((p.key.id, day))
-                        .or_insert_with(|| ChunkBuf::new(is_sum))
-                        .push(p.time_ns, value, start_ns),
-                    Payload::Histogram {
-                        start_ns,
-                        layout_hash,
-                    } => {
-                        let point = HistogramPoint::of(staged, i, start_ns);
-                        histogram_chunks::append(
-                            &mut shard.histograms,
-                            p.key.id,
-                            day,
-                            layout_hash,
-                            &point,
-                        );
-                    }
-                    Payload::Row { .. } => {}
-                }
-                if self.windows_enabled() {
-                    shard.windows.add(staged, i, &self.rollups, seq, None);
-                }
-            }
-        }
-        collided.sort_unstable();
-        (new_series, collided)
-    }
-
     /// Appends the pre-encoded exponential histogram and summary rows.
-    fn append_rows(&self, staged: &StagedRequest, collided: &[usize]) {
+    fn append_rows(&self, staged: &StagedRequest, refused: &[usize]) {
         let mut counts = [0u64; ROW_TABLES];
         let mut days: [Vec<i64>; ROW_TABLES] = Default::default();
         let mut filtered: [Vec<u8>; ROW_TABLES] = Default::default();
-        let any_row_collided = collided
+        let any_row_refused = refused
             .iter()
             .any(|&i| matches!(staged.points[i].payload, Payload::Row { .. }));
         for (i, p) in staged.points.iter().enumerate() {
             let Payload::Row { table, start, end } = p.payload else {
                 continue;
             };
-            if any_row_collided {
-                if collided.binary_search(&i).is_ok() {
+            if any_row_refused {
+                if refused.binary_search(&i).is_ok() {
                     continue;
                 }
-                // Rare: rebuild the table's tuples without the collided points.
+                // Rare: rebuild the table's tuples without the refused points.
                 let t = table as usize;
                 filtered[t].extend_from_slice(&staged.rows[t][start as usize..end as usize]);
             }
@@ -398,7 +376,7 @@ impl MetricsCore {
             if counts[t] == 0 {
                 continue;
             }
-            let tuples = if any_row_collided {
+            let tuples = if any_row_refused {
                 &filtered[t]
             } else {
                 &staged.rows[t]
@@ -416,6 +394,7 @@ impl MetricsCore {
         }
         let mut buf = Vec::new();
         let mut ids = Vec::with_capacity(new_series.len());
+        let tenant_name = self.tenants.name(staged.tenant);
         for &i in new_series {
             let p = &staged.points[i];
             let metric = staged.metric(p.origin);
@@ -427,6 +406,7 @@ impl MetricsCore {
                 staged::metric_shape(metric, kind).expect("staged metrics have a valid shape");
             let row = SeriesRow {
                 view: &staged.view,
+                tenant: &tenant_name,
                 key: p.key,
                 metric_name: metric.name,
                 shape,

@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+pub mod admission;
 pub mod attributes;
 pub mod batch;
 #[cfg(feature = "bench-internals")]
@@ -17,6 +18,7 @@ pub mod exp_buckets;
 pub mod histogram_chunks;
 pub mod histogram_quantile;
 pub mod ingest;
+pub mod live_settings;
 pub mod otlp_decode;
 mod otlp_points;
 pub mod otlp_view;
@@ -25,12 +27,14 @@ mod python_tdigest;
 mod python_traces;
 pub mod reject;
 pub mod rollup_rows;
+pub mod rollup_settings;
 pub mod rows;
 pub mod series;
 pub mod staged;
 pub mod tdigest;
 pub mod tdigest_codec;
 mod tdigest_query;
+pub mod tenants;
 pub mod trace_blocks;
 pub mod trace_index;
 pub mod trace_ingest;

@@ -2,6 +2,8 @@
 //! hierarchy, and the `CoreError` → `PyErr` mapping. No logic lives here. The `TDigest`
 //! wrapper is in `python_tdigest.rs` (re-exported here), to keep files short.
 
+use std::collections::HashMap;
+
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
@@ -11,6 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use crate::error::CoreError;
 use crate::ingest;
 use crate::staged::Limits;
+use crate::tenants::SeriesLimits;
 use crate::windows::{ReplayFilter, RollupSettings as Settings, NS_PER_SECOND};
 
 pub use crate::python_tdigest::TDigest;
@@ -184,6 +187,7 @@ impl RollupSettings {
             window_ns: window_seconds * NS_PER_SECOND,
             lateness_ns: lateness_seconds * NS_PER_SECOND,
             compression,
+            changes: Vec::new(),
         };
         Ok(RollupSettings { inner })
     }
@@ -286,34 +290,70 @@ impl MetricsCore {
     #[new]
     fn new(limits: &Bound<'_, CoreLimits>, rollups: &Bound<'_, RollupSettings>) -> Self {
         MetricsCore {
-            inner: ingest::MetricsCore::new(limits.get().inner, rollups.get().inner),
+            inner: ingest::MetricsCore::new(limits.get().inner, rollups.get().inner.clone()),
         }
     }
 
-    #[pyo3(signature = (request, now_ns, seq = None))]
+    // The tenant defaults are the literal of `tenants::DEFAULT_TENANT`: a constant would show
+    // as `...` in the signature Python sees (and stubtest compares).
+    #[pyo3(signature = (request, now_ns, seq = None, *, tenant = "default"))]
     fn ingest(
         &self,
         py: Python<'_>,
         request: &Bound<'_, PyBytes>,
         now_ns: i64,
         seq: Option<u64>,
+        tenant: &str,
     ) -> PyResult<ExportSummary> {
         // Sound to use across `detach`: `bytes` objects are immutable and `request` keeps this
         // one alive until we return.
         let bytes = request.as_bytes();
-        let outcome = without_gil(py, || self.inner.ingest_seq(bytes, now_ns, seq))?;
+        let outcome = without_gil(py, || self.inner.ingest_as(tenant, bytes, now_ns, seq))?;
         Ok(export_summary(py, outcome))
     }
 
+    #[pyo3(signature = (request, now_ns, *, tenant = "default"))]
     fn check(
         &self,
         py: Python<'_>,
         request: &Bound<'_, PyBytes>,
         now_ns: i64,
+        tenant: &str,
     ) -> PyResult<ExportSummary> {
         let bytes = request.as_bytes();
-        let outcome = without_gil(py, || self.inner.check(bytes, now_ns))?;
+        let outcome = without_gil(py, || self.inner.check_as(tenant, bytes, now_ns))?;
         Ok(export_summary(py, outcome))
+    }
+
+    #[pyo3(signature = (limits, default))]
+    fn set_series_limits(&self, limits: HashMap<String, u64>, default: Option<u64>) {
+        self.inner.set_series_limits(SeriesLimits {
+            by_tenant: limits,
+            default,
+        });
+    }
+
+    fn active_series(&self, tenant: &str) -> u64 {
+        self.inner.active_series(tenant)
+    }
+
+    fn active_series_by_tenant(&self) -> HashMap<String, u64> {
+        self.inner.active_series_by_tenant()
+    }
+
+    fn set_window_seconds(&self, seconds: i64) -> PyResult<()> {
+        if seconds <= 0 || 3600 % seconds != 0 {
+            return Err(PyValueError::new_err(format!(
+                "window_seconds must divide 3600, got {seconds}"
+            )));
+        }
+        self.inner.set_window_ns(seconds * NS_PER_SECOND);
+        Ok(())
+    }
+
+    #[getter]
+    fn window_seconds(&self) -> i64 {
+        self.inner.window_ns() / NS_PER_SECOND
     }
 
     fn start_seqs_at(&self, next: u64) {
@@ -322,13 +362,17 @@ impl MetricsCore {
 
     /// Replays a spool record whose raw points are committed: see `ReplayFilter`.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (request, now_ns, seq, *, closed_at_ns, hours_flushed_at_ns, in_hour_flush))]
+    #[pyo3(signature = (
+        request, now_ns, seq, *, tenant = "default", closed_at_ns, hours_flushed_at_ns,
+        in_hour_flush,
+    ))]
     fn replay_rollups(
         &self,
         py: Python<'_>,
         request: &Bound<'_, PyBytes>,
         now_ns: i64,
         seq: u64,
+        tenant: &str,
         closed_at_ns: i64,
         hours_flushed_at_ns: i64,
         in_hour_flush: bool,
@@ -340,7 +384,8 @@ impl MetricsCore {
             in_hour_flush,
         };
         without_gil(py, || {
-            self.inner.replay_rollups(bytes, now_ns, seq, &filter)
+            self.inner
+                .replay_rollups(tenant, bytes, now_ns, seq, &filter)
         })?;
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! Rejection reasons, their per-request tally, the client-facing message and the OTLP response.
 
+use std::borrow::Cow;
+
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
 };
@@ -25,11 +27,13 @@ pub enum Reason {
     InvalidExponentialHistogram,
     InvalidSummary,
     SeriesIdCollision,
+    /// The point's series is not active and its tenant is at its active-series limit.
+    SeriesLimit,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::MissingTimestamp,
         Reason::TimestampTooOld,
         Reason::TimestampInFuture,
@@ -47,6 +51,7 @@ impl Reason {
         Reason::InvalidExponentialHistogram,
         Reason::InvalidSummary,
         Reason::SeriesIdCollision,
+        Reason::SeriesLimit,
     ];
 
     /// The stable label value.
@@ -69,6 +74,7 @@ impl Reason {
             Reason::InvalidExponentialHistogram => "invalid_exponential_histogram",
             Reason::InvalidSummary => "invalid_summary",
             Reason::SeriesIdCollision => "series_id_collision",
+            Reason::SeriesLimit => "series_limit",
         }
     }
 }
@@ -91,7 +97,7 @@ impl Reject {
 #[derive(Clone, Debug)]
 struct Example {
     metric: String,
-    detail: &'static str,
+    detail: Cow<'static, str>,
 }
 
 /// Per-request rejection counts, with the first example of each reason.
@@ -110,13 +116,30 @@ impl Rejections {
     /// Counts `points` rejected points of one reason; the first call per reason keeps `metric`
     /// as the example (only then is the name copied).
     pub fn add(&mut self, reject: Reject, points: u64, metric: &str) {
-        let i = reject.reason as usize;
+        self.add_example(reject.reason, points, metric, || {
+            Cow::Borrowed(reject.detail)
+        });
+    }
+
+    /// [`add`](Self::add) with a detail made for this request (it names a tenant, a limit).
+    pub fn add_detailed(&mut self, reason: Reason, points: u64, metric: &str, detail: String) {
+        self.add_example(reason, points, metric, || Cow::Owned(detail));
+    }
+
+    fn add_example(
+        &mut self,
+        reason: Reason,
+        points: u64,
+        metric: &str,
+        detail: impl FnOnce() -> Cow<'static, str>,
+    ) {
+        let i = reason as usize;
         self.counts[i] += points;
         if self.examples[i].is_none() {
             let metric = metric.chars().take(MAX_EXAMPLE_CHARS).collect();
             self.examples[i] = Some(Example {
                 metric,
-                detail: reject.detail,
+                detail: detail(),
             });
         }
     }

@@ -1,14 +1,68 @@
 //! Rollup rows: closed windows as `rollups` COPY tuples, and the hour level built from them.
 
+use std::sync::Arc;
+
 use crate::copy_binary::{write_header, write_trailer, Tuple};
+use crate::tenants::TenantSlot;
 use crate::window_agg::{Detail, WindowAgg};
-use crate::windows::{
-    hour_horizon, OpenWindows, RollupSettings, WindowKey, HOUR_NS, NS_PER_SECOND,
-};
+use crate::windows::{OpenWindows, RollupSettings, WindowKey, HOUR_NS, NS_PER_SECOND};
 
 /// The quantiles precomputed into columns `p50` … `p999`, for plain SQL readers.
 pub const PRECOMPUTED_QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
-const COLUMNS: i16 = 29;
+/// The `rollups` columns, in the order of [`ROLLUP_COLUMNS`].
+const COLUMNS: i16 = 30;
+
+/// The columns of a `rollups` COPY tuple, in order (the writer names them in its COPY).
+pub const ROLLUP_COLUMNS: [&str; 30] = [
+    "series_id",
+    "window_start",
+    "window_seconds",
+    "epoch_start",
+    "points",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "first_time",
+    "first_value",
+    "last_time",
+    "last_value",
+    "digest",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "p999",
+    "bounds",
+    "bucket_counts",
+    "exp_scale",
+    "exp_zero_count",
+    "exp_positive_offset",
+    "exp_positive",
+    "exp_negative_offset",
+    "exp_negative",
+    "quantiles",
+    "quantile_values",
+    "tenant",
+];
+
+/// The resolution of the rows given to [`encode`].
+#[derive(Clone, Copy)]
+pub enum Resolution<'a> {
+    /// Windows, whose length depends on when they start.
+    Window(&'a RollupSettings),
+    Hour,
+}
+
+impl Resolution<'_> {
+    fn seconds(&self, start_ns: i64) -> i32 {
+        let ns = match self {
+            Resolution::Window(settings) => settings.window_ns_at(start_ns),
+            Resolution::Hour => HOUR_NS,
+        };
+        (ns / NS_PER_SECOND) as i32
+    }
+}
 
 /// Hour partials of the closed windows this process wrote, merged as windows close: the
 /// hour level comes from the windows' digests and counts, never from raw points. Like a
@@ -36,7 +90,7 @@ impl HourWindows {
         all: bool,
     ) -> Vec<(WindowKey, WindowAgg)> {
         self.open
-            .take_started_by(hour_horizon(now_ns, settings), all)
+            .take_started_by(settings.hour_horizon(now_ns), all)
     }
 
     /// No spool record below this one holds data of an open hour (`u64::MAX` when none).
@@ -56,8 +110,14 @@ impl HourWindows {
 }
 
 /// Encodes rows of one resolution, sorted by key (so the btree is filled in order and the
-/// output does not depend on hash-map order); returns the rows written.
-pub fn encode(buf: &mut Vec<u8>, rows: &mut [(WindowKey, WindowAgg)], window_ns: i64) -> u64 {
+/// output does not depend on hash-map order), each naming its tenant from `tenants` (indexed
+/// by `WindowKey::tenant`); returns the rows written.
+pub fn encode(
+    buf: &mut Vec<u8>,
+    rows: &mut [(WindowKey, WindowAgg)],
+    resolution: Resolution<'_>,
+    tenants: &[Arc<TenantSlot>],
+) -> u64 {
     if rows.is_empty() {
         return 0;
     }
@@ -66,7 +126,8 @@ pub fn encode(buf: &mut Vec<u8>, rows: &mut [(WindowKey, WindowAgg)], window_ns:
     }
     rows.sort_unstable_by_key(|(k, _)| (k.series as i64, k.start_ns, k.epoch_ns, k.layout));
     for (key, agg) in rows.iter_mut() {
-        rollup_row(buf, key, agg, (window_ns / NS_PER_SECOND) as i32);
+        let tenant = &tenants[key.tenant as usize].name;
+        rollup_row(buf, key, agg, resolution.seconds(key.start_ns), tenant);
     }
     rows.len() as u64
 }
@@ -82,7 +143,13 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-fn rollup_row(buf: &mut Vec<u8>, key: &WindowKey, agg: &mut WindowAgg, window_seconds: i32) {
+fn rollup_row(
+    buf: &mut Vec<u8>,
+    key: &WindowKey,
+    agg: &mut WindowAgg,
+    window_seconds: i32,
+    tenant: &str,
+) {
     if let Some(d) = &mut agg.digest {
         d.compress();
     }
@@ -139,4 +206,5 @@ fn rollup_row(buf: &mut Vec<u8>, key: &WindowKey, agg: &mut WindowAgg, window_se
             t.null().null();
         }
     }
+    t.text(tenant);
 }

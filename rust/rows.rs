@@ -104,6 +104,7 @@ pub fn histogram_chunk_row(buf: &mut Vec<u8>, id: u64, chunk: &HistogramChunk) {
 pub struct SeriesRow<'a> {
     /// The request the strings and attributes below belong to (for nested values).
     pub view: &'a RequestView<'a>,
+    pub tenant: &'a str,
     pub key: SeriesKey,
     pub metric_name: &'a str,
     pub shape: MetricShape,
@@ -115,8 +116,24 @@ pub struct SeriesRow<'a> {
     pub first_seen_ns: i64,
 }
 
-/// The staging table of `series` (same columns): id, fingerprint, metric_name, metric_type,
-/// temporality, monotonic, unit, description, resource, scope, attributes, first_seen.
+/// The columns of a `series` COPY tuple, in order (the writer names them in its COPY).
+pub const SERIES_COLUMNS: [&str; 13] = [
+    "id",
+    "fingerprint",
+    "metric_name",
+    "metric_type",
+    "temporality",
+    "monotonic",
+    "unit",
+    "description",
+    "resource",
+    "scope",
+    "attributes",
+    "first_seen",
+    "tenant",
+];
+
+/// A tuple of the staging table of `series`, columns as in [`SERIES_COLUMNS`].
 pub fn series_row(buf: &mut Vec<u8>, row: &SeriesRow<'_>) {
     let view = row.view;
     let resource = attributes_json(view, row.resource).to_string();
@@ -127,7 +144,7 @@ pub fn series_row(buf: &mut Vec<u8>, row: &SeriesRow<'_>) {
     })
     .to_string();
     let attributes = attributes_json(view, row.attributes).to_string();
-    Tuple::begin(buf, 12)
+    Tuple::begin(buf, SERIES_COLUMNS.len() as i16)
         .int8(row.key.id as i64)
         .int8(row.key.fingerprint as i64)
         .text(row.metric_name)
@@ -139,5 +156,6 @@ pub fn series_row(buf: &mut Vec<u8>, row: &SeriesRow<'_>) {
         .jsonb(resource.as_bytes())
         .jsonb(scope.as_bytes())
         .jsonb(attributes.as_bytes())
-        .timestamptz_ns(row.first_seen_ns);
+        .timestamptz_ns(row.first_seen_ns)
+        .text(row.tenant);
 }

@@ -1,5 +1,5 @@
 //! Series identity: the canonical form, `SeriesKey` (id + fingerprint) and the registry of
-//! series this process has already written.
+//! series this process has seen (whether their row was written, whether they are active).
 //!
 //! # Canonical form
 //!
@@ -10,8 +10,8 @@
 //!
 //! ```text
 //! field(b)     = u32 LE byte length ‖ b
-//! canonical    = field(metric name) ‖ field(unit) ‖ field(type) ‖ field(temporality)
-//!              ‖ field(monotonic) ‖ attrset(resource attributes)
+//! canonical    = field(tenant) ‖ field(metric name) ‖ field(unit) ‖ field(type)
+//!              ‖ field(temporality) ‖ field(monotonic) ‖ attrset(resource attributes)
 //!              ‖ field(scope name) ‖ field(scope version) ‖ attrset(scope attributes)
 //!              ‖ attrset(point attributes)
 //! type         = "gauge" | "sum" | "histogram" | "exponential_histogram" | "summary"
@@ -29,6 +29,9 @@
 //!              | 0x08 ‖ i32 LE                         string_value_strindex (profiles only)
 //! ```
 //!
+//! `tenant` is the name of the tenant the request was written for (`default` when it named
+//! none), so the same metric sent by two tenants is two series with different ids.
+//!
 //! The metric description, schema URLs, dropped-attribute counts, flags and exemplars are not
 //! part of identity. Attribute sets with duplicate keys are rejected before hashing, so the
 //! sorted order is total.
@@ -40,6 +43,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::attributes::put_field;
+use crate::tenants::TenantIndex;
 
 /// Seed of the fingerprint hash ("tidegate" in ASCII): any fixed value other than the id's 0.
 pub const FINGERPRINT_SEED: u64 = 0x7469_6465_6761_7465;
@@ -127,12 +131,14 @@ pub struct MetricShape {
 /// built once per resource and scope.
 pub fn encode_metric_prefix(
     out: &mut Vec<u8>,
+    tenant: &str,
     name: &str,
     unit: &str,
     shape: MetricShape,
     resource: &[u8],
     scope: &[u8],
 ) {
+    put_field(out, tenant.as_bytes());
     put_field(out, name.as_bytes());
     put_field(out, unit.as_bytes());
     put_field(out, shape.kind.as_str().as_bytes());
@@ -178,7 +184,7 @@ pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// Outcome of presenting a series to the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
-    /// First time seen: the caller must emit its `series` row.
+    /// First time seen (or forgotten since): the caller must emit its `series` row.
     New,
     /// Already written (same fingerprint).
     Known,
@@ -186,49 +192,137 @@ pub enum Admission {
     Collision,
 }
 
-/// Series already sent to PostgreSQL by this process (id → fingerprint), and the ids that
-/// collided. One per shard of `MetricsCore`.
+/// What the registry knows of a series, before its point is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeriesStatus {
+    /// Counted as active for its tenant: its points need no room under the limit.
+    Active,
+    /// Unknown, or known but idle: accepting a point makes it active.
+    Inactive,
+    /// Same id as a known series with another fingerprint.
+    Collision,
+}
+
+/// What the registry keeps per series: 24 bytes besides the id.
+#[derive(Clone, Copy, Debug)]
+struct SeriesState {
+    fingerprint: u64,
+    /// Arrival time (`now_ns`) of its newest accepted point.
+    last_active_ns: i64,
+    tenant: TenantIndex,
+    /// Its `series` row was sent (or is in the buffer).
+    written: bool,
+    /// Counted in its tenant's active series.
+    active: bool,
+}
+
+/// Series this process has seen (id → fingerprint, tenant, activity), and the ids that
+/// collided. One per shard of `MetricsCore`. Idle series stay known (so that a collision is
+/// still noticed), they only stop counting as active.
 #[derive(Default)]
 pub struct SeriesRegistry {
-    known: IdMap<u64, u64>,
+    known: IdMap<u64, SeriesState>,
+    written: usize,
     collided: HashSet<u64, BuildHasherDefault<IdHasher>>,
 }
 
 impl SeriesRegistry {
-    /// Checks `key` and records it when new (check and insert are one step under the caller's
-    /// lock, so two threads can never both see `New`).
-    pub fn admit(&mut self, key: SeriesKey) -> Admission {
+    /// Whether `key` is active, inactive or collides; records nothing.
+    pub fn status(&self, key: SeriesKey) -> SeriesStatus {
+        match self.known.get(&key.id) {
+            None => SeriesStatus::Inactive,
+            Some(s) if s.fingerprint != key.fingerprint => SeriesStatus::Collision,
+            Some(s) if s.active => SeriesStatus::Active,
+            Some(_) => SeriesStatus::Inactive,
+        }
+    }
+
+    /// Records an accepted point of `key` arriving at `now_ns`: the series is active from
+    /// now on (the caller took room for it when its status was `Inactive`). Check and insert
+    /// are one step under the caller's lock, so two threads can never both see `New`.
+    pub fn admit(&mut self, key: SeriesKey, tenant: TenantIndex, now_ns: i64) -> Admission {
         match self.known.entry(key.id) {
             Entry::Vacant(e) => {
-                e.insert(key.fingerprint);
+                e.insert(SeriesState {
+                    fingerprint: key.fingerprint,
+                    last_active_ns: now_ns,
+                    tenant,
+                    written: true,
+                    active: true,
+                });
+                self.written += 1;
                 Admission::New
             }
-            Entry::Occupied(e) if *e.get() == key.fingerprint => Admission::Known,
-            Entry::Occupied(_) => {
+            Entry::Occupied(e) if e.get().fingerprint != key.fingerprint => {
                 self.collided.insert(key.id);
                 Admission::Collision
+            }
+            Entry::Occupied(mut e) => {
+                let s = e.get_mut();
+                s.last_active_ns = s.last_active_ns.max(now_ns);
+                s.active = true;
+                if s.written {
+                    Admission::Known
+                } else {
+                    s.written = true;
+                    self.written += 1;
+                    Admission::New
+                }
             }
         }
     }
 
-    /// Forgets a series so that its next point is `New` again.
+    /// Notes a collision found by [`status`](Self::status).
+    pub fn note_collision(&mut self, id: u64) {
+        self.collided.insert(id);
+    }
+
+    /// Ends the activity of series whose newest point arrived before `cutoff_ns`, calling
+    /// `expired` with the tenant of each.
+    pub fn sweep(&mut self, cutoff_ns: i64, mut expired: impl FnMut(TenantIndex)) {
+        for s in self.known.values_mut() {
+            if s.active && s.last_active_ns < cutoff_ns {
+                s.active = false;
+                expired(s.tenant);
+            }
+        }
+    }
+
+    /// Forgets that a series was written, so that its next point is `New` again.
     pub fn forget(&mut self, id: u64) {
-        self.known.remove(&id);
+        if let Some(s) = self.known.get_mut(&id) {
+            if s.written {
+                s.written = false;
+                self.written -= 1;
+            }
+        }
     }
 
-    /// Records a fake entry (tests force collisions with it).
+    /// Records a fake, idle entry of the default tenant (tests force collisions with it).
     pub fn insert(&mut self, id: u64, fingerprint: u64) {
-        self.known.insert(id, fingerprint);
+        let state = SeriesState {
+            fingerprint,
+            last_active_ns: i64::MIN,
+            tenant: 0,
+            written: true,
+            active: false,
+        };
+        if let Some(old) = self.known.insert(id, state) {
+            if old.written {
+                return;
+            }
+        }
+        self.written += 1;
     }
 
-    /// Number of known series.
+    /// Number of series written (or about to be).
     pub fn len(&self) -> usize {
-        self.known.len()
+        self.written
     }
 
-    /// Whether no series is known.
+    /// Whether no series is written.
     pub fn is_empty(&self) -> bool {
-        self.known.is_empty()
+        self.written == 0
     }
 
     /// Distinct ids that collided.

@@ -5,6 +5,7 @@ use crate::otlp_view::{DataKind, KeyValueView, MetricView, RequestView, ScopeVie
 
 use crate::reject::{Reason, Reject, Rejections};
 use crate::series::{MetricKind, MetricShape, SeriesKey, Temporality};
+use crate::tenants::TenantIndex;
 
 /// Admission limits (the Python `CoreLimits`).
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +82,8 @@ pub struct StagedPoint {
 /// The outcome of phase one, borrowing the request bytes.
 pub struct StagedRequest<'a> {
     pub view: RequestView<'a>,
+    /// The tenant's index in the core's `Tenants` (set by the core after staging).
+    pub tenant: TenantIndex,
     pub points: Vec<StagedPoint>,
     /// Encoded COPY tuples (no header) per [`RowTable`].
     pub rows: [Vec<u8>; ROW_TABLES],

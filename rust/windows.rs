@@ -8,51 +8,22 @@ use crate::histogram_chunks::HistogramPoint;
 use crate::otlp_view::PointView;
 use crate::series::IdMap;
 use crate::staged::{Payload, RowTable, StagedRequest};
-use crate::tdigest::TDigest;
+use crate::tenants::TenantIndex;
 use crate::window_agg::{Detail, DetailMerge, Figures, WindowAgg};
+
+pub use crate::rollup_settings::{
+    hour_horizon, window_horizon, RollupSettings, WindowChange, HOUR_NS, NS_PER_SECOND,
+};
 
 /// OTLP `AGGREGATION_TEMPORALITY_CUMULATIVE`.
 const CUMULATIVE: i32 = 2;
-pub const NS_PER_SECOND: i64 = 1_000_000_000;
-/// The second rollup level: hours, built from closed windows.
-pub const HOUR_NS: i64 = 3_600 * NS_PER_SECOND;
-
-/// How points are windowed (the Python `RollupSettings`).
-#[derive(Clone, Copy, Debug)]
-pub struct RollupSettings {
-    /// Window length; divides an hour.
-    pub window_ns: i64,
-    /// How long after its end a window stays open for late points.
-    pub lateness_ns: i64,
-    /// t-digest compression.
-    pub compression: f64,
-}
-
-impl Default for RollupSettings {
-    fn default() -> Self {
-        RollupSettings {
-            window_ns: 60 * NS_PER_SECOND,
-            lateness_ns: 60 * NS_PER_SECOND,
-            compression: crate::tdigest::DEFAULT_COMPRESSION,
-        }
-    }
-}
-
-impl RollupSettings {
-    /// The start of the window holding `time_ns`.
-    pub fn window_start(&self, time_ns: i64) -> i64 {
-        time_ns - time_ns.rem_euclid(self.window_ns)
-    }
-
-    fn digest(&self) -> TDigest {
-        TDigest::new(self.compression).unwrap_or_default()
-    }
-}
-
 /// What a rollup row is for; equal keys are partials of one row and merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WindowKey {
     pub series: u64,
+    /// The series' tenant (an index into the core's `Tenants`; the id already tells tenants
+    /// apart, this only names the tenant of the row).
+    pub tenant: TenantIndex,
     pub start_ns: i64,
     /// Start of the counter epoch (cumulative types; 0 otherwise or when unknown).
     pub epoch_ns: i64,
@@ -102,6 +73,8 @@ pub struct OpenWindows {
     map: IdMap<WindowKey, WindowAgg>,
     /// `i64::MAX` when empty.
     earliest_start_ns: i64,
+    /// `i64::MIN` when empty.
+    latest_start_ns: i64,
     /// A lower bound of the aggregates' `min_seq` (exact after every scan); `u64::MAX` when
     /// empty.
     min_seq: u64,
@@ -112,6 +85,7 @@ impl Default for OpenWindows {
         OpenWindows {
             map: IdMap::default(),
             earliest_start_ns: i64::MAX,
+            latest_start_ns: i64::MIN,
             min_seq: u64::MAX,
         }
     }
@@ -127,6 +101,7 @@ impl OpenWindows {
         new: impl FnOnce() -> WindowAgg,
     ) -> &mut WindowAgg {
         self.earliest_start_ns = self.earliest_start_ns.min(key.start_ns);
+        self.latest_start_ns = self.latest_start_ns.max(key.start_ns);
         self.min_seq = self.min_seq.min(seq);
         let agg = self.map.entry(key).or_insert_with(new);
         agg.min_seq = agg.min_seq.min(seq);
@@ -140,6 +115,7 @@ impl OpenWindows {
             Some(open) => open.merge(agg),
             None => {
                 self.earliest_start_ns = self.earliest_start_ns.min(key.start_ns);
+                self.latest_start_ns = self.latest_start_ns.max(key.start_ns);
                 self.map.insert(key, agg);
             }
         }
@@ -152,6 +128,7 @@ impl OpenWindows {
             return Vec::new();
         }
         let mut earliest = i64::MAX;
+        let mut latest = i64::MIN;
         let mut min_seq = u64::MAX;
         let taken = self
             .map
@@ -159,12 +136,14 @@ impl OpenWindows {
                 let closed = all || k.start_ns <= horizon_ns;
                 if !closed {
                     earliest = earliest.min(k.start_ns);
+                    latest = latest.max(k.start_ns);
                     min_seq = min_seq.min(agg.min_seq);
                 }
                 closed
             })
             .collect();
         self.earliest_start_ns = earliest;
+        self.latest_start_ns = latest;
         self.min_seq = min_seq;
         taken
     }
@@ -178,6 +157,11 @@ impl OpenWindows {
     /// The earliest window start among the open aggregates (`None` when none is open).
     pub fn earliest_start_ns(&self) -> Option<i64> {
         (!self.map.is_empty()).then_some(self.earliest_start_ns)
+    }
+
+    /// The latest window start among the open aggregates (`None` when none is open).
+    pub fn latest_start_ns(&self) -> Option<i64> {
+        (!self.map.is_empty()).then_some(self.latest_start_ns)
     }
 
     /// Aggregates open.
@@ -231,20 +215,6 @@ impl ReplayFilter {
     }
 }
 
-/// Windows starting at or before this have closed by `now_ns`.
-pub fn window_horizon(now_ns: i64, settings: &RollupSettings) -> i64 {
-    now_ns
-        .saturating_sub(settings.window_ns)
-        .saturating_sub(settings.lateness_ns)
-}
-
-/// Hours starting at or before this have closed by `now_ns`.
-pub fn hour_horizon(now_ns: i64, settings: &RollupSettings) -> i64 {
-    now_ns
-        .saturating_sub(HOUR_NS)
-        .saturating_sub(settings.lateness_ns)
-}
-
 /// The open windows of one shard.
 #[derive(Default)]
 pub struct Windows {
@@ -279,6 +249,7 @@ impl Windows {
         let cumulative = metric.temporality == CUMULATIVE;
         let mut key = WindowKey {
             series: p.key.id,
+            tenant: staged.tenant,
             start_ns,
             epoch_ns: 0,
             layout: 0,
@@ -436,6 +407,13 @@ impl Windows {
     /// flush takes them.
     pub fn oldest_open_start_ns(&self) -> Option<i64> {
         self.open.earliest_start_ns()
+    }
+
+    /// The start of the newest window open, replayed hour parts included (`None` when none).
+    pub fn newest_open_start_ns(&self) -> Option<i64> {
+        self.open
+            .latest_start_ns()
+            .max(self.hour_parts.latest_start_ns())
     }
 
     /// Windows currently open.

@@ -144,16 +144,24 @@ class MetricsCore:
     """
 
     def __new__(cls, limits: CoreLimits, rollups: RollupSettings) -> Self: ...
-    def ingest(self, request: bytes, now_ns: int, seq: int | None = None) -> ExportSummary:
-        """Decode ``ExportMetricsServiceRequest`` bytes and buffer every valid point, under
-        spool sequence number ``seq`` (a replayed record) or the next one (``.seq`` of the
-        result); the next batch lists it.
+    def ingest(
+        self, request: bytes, now_ns: int, seq: int | None = None, *, tenant: str = "default"
+    ) -> ExportSummary:
+        """Decode ``ExportMetricsServiceRequest`` bytes sent for ``tenant`` and buffer every
+        valid point, under spool sequence number ``seq`` (a replayed record) or the next one
+        (``.seq`` of the result); the next batch lists it.
+
+        The tenant's name begins the canonical form of each series, so two tenants never
+        share a series. Points of series that are not active while the tenant is at its
+        active-series limit are rejected (``series_limit``); a replayed record (``seq``
+        given) was acknowledged already and is never refused.
 
         Raises ``DecodeError`` when the bytes are not a decodable request.
         """
-    def check(self, request: bytes, now_ns: int) -> ExportSummary:
-        """Decode and check a request as ``ingest`` does, buffering nothing: it gets a
-        sequence number (``.seq``) and waits in the spool, to be ingested later under it."""
+    def check(self, request: bytes, now_ns: int, *, tenant: str = "default") -> ExportSummary:
+        """Decode and check a request as ``ingest`` does (the active-series limit included),
+        buffering and recording nothing: it gets a sequence number (``.seq``) and waits in
+        the spool, to be ingested later under it."""
     def start_seqs_at(self, next: int) -> None:
         """Sequence numbers given out from now on start at ``next`` or above."""
     def replay_rollups(
@@ -162,14 +170,31 @@ class MetricsCore:
         now_ns: int,
         seq: int,
         *,
+        tenant: str = "default",
         closed_at_ns: int,
         hours_flushed_at_ns: int,
         in_hour_flush: bool,
     ) -> None:
-        """Replay a spool record whose raw points a committed batch holds: its points go
-        back only into the windows and hours that were open at that commit (the batch taken
-        at ``closed_at_ns``; the last one that flushed every hour was taken at
+        """Replay a spool record of ``tenant`` whose raw points a committed batch holds: its
+        points go back only into the windows and hours that were open at that commit (the
+        batch taken at ``closed_at_ns``; the last one that flushed every hour was taken at
         ``hours_flushed_at_ns``, and covered this record when ``in_hour_flush``)."""
+    def set_series_limits(self, limits: dict[str, int], default: int | None) -> None:
+        """Replace the active-series limits in place: a tenant's limit is its entry in
+        ``limits``, else ``default``, else none. Series already active stay active."""
+    def active_series(self, tenant: str) -> int:
+        """Series of ``tenant`` with an accepted point within the last hour of arrival time
+        (idle series leave the count at the next sweep, at most a minute late)."""
+    def active_series_by_tenant(self) -> dict[str, int]:
+        """``active_series`` of every tenant this process has seen (``default`` always)."""
+    def set_window_seconds(self, seconds: int) -> None:
+        """Give new windows ``seconds`` (which must divide 3600, else ``ValueError``): windows
+        that begin at or after the first multiple of both lengths that is at or after the end
+        of every window open now use it; earlier ones keep the old length. Setting the
+        current length does nothing."""
+    @property
+    def window_seconds(self) -> int:
+        """The length of the windows that begin from now on."""
     def take_batch(
         self, now_ns: int, *, flush_all: bool = False, flush_hours: bool = False
     ) -> MetricsBatch | None:

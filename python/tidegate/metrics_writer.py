@@ -31,13 +31,64 @@ from tidegate.write_retry import TRANSIENT_ERRORS, Backoff, refuses_the_data
 
 log = logging.getLogger(__name__)
 
-# COPY target of each payload, in the order they are written (series first: readers join on it).
-POINT_TABLES = (
-    ("point_chunks_copy", "point_chunks"),
-    ("histogram_chunks_copy", "histogram_chunks"),
-    ("exp_histogram_points_copy", "exp_histogram_points"),
-    ("summary_points_copy", "summary_points"),
-    ("rollups_copy", "rollups"),
+# The columns of the core's `series` tuples (rust/rows.rs, SERIES_COLUMNS), named so that
+# a column added to the table later cannot shift them.
+SERIES_COLUMNS = (
+    "id",
+    "fingerprint",
+    "metric_name",
+    "metric_type",
+    "temporality",
+    "monotonic",
+    "unit",
+    "description",
+    "resource",
+    "scope",
+    "attributes",
+    "first_seen",
+    "tenant",
+)
+# The columns of the core's `rollups` tuples (rust/rollup_rows.rs, ROLLUP_COLUMNS).
+ROLLUP_COLUMNS = (
+    "series_id",
+    "window_start",
+    "window_seconds",
+    "epoch_start",
+    "points",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "first_time",
+    "first_value",
+    "last_time",
+    "last_value",
+    "digest",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "p999",
+    "bounds",
+    "bucket_counts",
+    "exp_scale",
+    "exp_zero_count",
+    "exp_positive_offset",
+    "exp_positive",
+    "exp_negative_offset",
+    "exp_negative",
+    "quantiles",
+    "quantile_values",
+    "tenant",
+)
+# COPY target of each payload and its columns (None: every column, in table order), in the
+# order they are written (series first: readers join on it).
+POINT_TABLES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    ("point_chunks_copy", "point_chunks", None),
+    ("histogram_chunks_copy", "histogram_chunks", None),
+    ("exp_histogram_points_copy", "exp_histogram_points", None),
+    ("summary_points_copy", "summary_points", None),
+    ("rollups_copy", "rollups", ROLLUP_COLUMNS),
 )
 # Bounds every statement, so that a PostgreSQL that stops answering cannot hang the writer.
 COMMAND_TIMEOUT_SECONDS = 120.0
@@ -352,10 +403,15 @@ class MetricsWriter:
         async with conn.transaction():
             if batch.series_copy:
                 await self._write_series(conn, batch)
-            for attribute, table in POINT_TABLES:
+            for attribute, table, columns in POINT_TABLES:
                 payload: bytes = getattr(batch, attribute)
                 if payload:
-                    await conn.copy_to_table(table, source=io.BytesIO(payload), format="binary")
+                    await conn.copy_to_table(
+                        table,
+                        source=io.BytesIO(payload),
+                        columns=list(columns) if columns else None,
+                        format="binary",
+                    )
             await self._sink.write_checkpoint(conn, checkpoint, accepted)
         if time.monotonic() - self._pruned >= PRUNE_EVERY_SECONDS:
             self._pruned = time.monotonic()
@@ -363,10 +419,15 @@ class MetricsWriter:
 
     async def _write_series(self, conn: asyncpg.Connection, batch: MetricsBatch) -> None:
         await conn.copy_to_table(
-            "series_incoming", source=io.BytesIO(batch.series_copy), format="binary"
+            "series_incoming",
+            source=io.BytesIO(batch.series_copy),
+            columns=list(SERIES_COLUMNS),
+            format="binary",
         )
+        columns = ", ".join(SERIES_COLUMNS)
         inserted = await conn.execute(
-            "INSERT INTO series SELECT * FROM series_incoming ON CONFLICT (id) DO NOTHING"
+            f"INSERT INTO series ({columns}) SELECT {columns} FROM series_incoming "
+            "ON CONFLICT (id) DO NOTHING"
         )
         self._telemetry.new_series.inc(int(inserted.rsplit(" ", 1)[-1]))
         # Another process may have stored a different series under the same id.

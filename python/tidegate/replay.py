@@ -6,7 +6,8 @@ into those windows and hours only (``MetricsCore.replay_rollups``): their raw po
 stored, their open rollups were lost with the process. Then, with the writer running (so the
 core's buffer drains as the replay fills it), every record not committed is ingested again
 under its own sequence number. Traces have only the second pass. Replayed requests are
-remembered for deduplication, as when they were first accepted.
+remembered for deduplication, as when they were first accepted, and go back to the tenant they
+were accepted for.
 """
 
 from __future__ import annotations
@@ -19,14 +20,27 @@ from typing import Any
 
 from tidegate._core import MetricsCore
 from tidegate.checkpoints import Checkpoint
+from tidegate.config import DEFAULT_TENANT
 from tidegate.errors import DecodeError
 from tidegate.intake import Accepted, Intake
+from tidegate.spool import SpoolRecord
 from tidegate.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
 # While the writer's queue is full, the replay waits this long before looking again.
 FULL_QUEUE_PAUSE_SECONDS = 0.05
+
+
+def record_tenant(record: SpoolRecord) -> str:
+    """The tenant a spool record was accepted for; records written before tenants existed
+    carry an empty one, which is the default tenant."""
+    return record.tenant or DEFAULT_TENANT
+
+
+def ingest_record(core: Any, record: SpoolRecord) -> Any:
+    """Ingest a spool record again under its own sequence number, for its tenant."""
+    return core.ingest(record.payload, record.now_ns, record.seq, tenant=record_tenant(record))
 
 
 def replay_metrics_rollups(
@@ -45,6 +59,7 @@ def replay_metrics_rollups(
                 record.payload,
                 record.now_ns,
                 record.seq,
+                tenant=record_tenant(record),
                 closed_at_ns=checkpoint.closed_at_ns,
                 hours_flushed_at_ns=checkpoint.hours_flushed_at_ns,
                 in_hour_flush=record.seq in checkpoint.hour_flush,
@@ -76,10 +91,7 @@ def replay_uncommitted(
         while queue_full() is not None:
             time.sleep(FULL_QUEUE_PAUSE_SECONDS)
         try:
-            # The record's tenant ("" before tenants: the default) only to the trace core:
-            # the metrics core takes none yet.
-            tenant = {"tenant": record.tenant} if signal == "traces" else {}
-            summary = core.ingest(record.payload, record.now_ns, record.seq, **tenant)
+            summary = ingest_record(core, record)
         except DecodeError as exc:
             log.error("spool record %d no longer decodes (%s); skipped", record.seq, exc)
             continue
@@ -144,8 +156,7 @@ def _ingest_deferred(
                 return ingested
             time.sleep(FULL_QUEUE_PAUSE_SECONDS)
         try:
-            tenant = {"tenant": record.tenant} if signal == "traces" else {}
-            core.ingest(record.payload, record.now_ns, record.seq, **tenant)
+            ingest_record(core, record)
         except DecodeError as exc:  # it passed the same check when it was accepted
             log.error("deferred %s record %d no longer decodes (%s)", signal, record.seq, exc)
         intake.deferred.discard(record.seq)

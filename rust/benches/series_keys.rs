@@ -39,7 +39,9 @@ pub fn series_keys(view: &RequestView<'_>, limits: &Limits, ids: &mut Vec<u64>) 
                 let kind = m.data.expect("benchmark metrics have data");
                 let shape = metric_shape(m, kind).expect("valid benchmark metric");
                 key.clear();
-                encode_metric_prefix(&mut key, m.name, m.unit, shape, &resource, &scope);
+                encode_metric_prefix(
+                    &mut key, "default", m.name, m.unit, shape, &resource, &scope,
+                );
                 let prefix = key.len();
                 for p in m.points.of(&view.points) {
                     key.truncate(prefix);

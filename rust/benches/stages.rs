@@ -103,7 +103,7 @@ fn stage(c: &mut Criterion, pool: &[Vec<u8>]) {
                     .collect();
                 let t = Instant::now();
                 for view in views {
-                    black_box(stage_request(view, NOW, &limits).points.len());
+                    black_box(stage_request(view, "default", NOW, &limits).points.len());
                 }
                 elapsed += t.elapsed();
                 left -= n;
@@ -117,7 +117,7 @@ fn stage(c: &mut Criterion, pool: &[Vec<u8>]) {
     series_keys(&view, &limits, &mut ids);
     let mut spare_too = Vec::new();
     let again = decode_request(&pool[0], &mut spare_too).expect("decodes");
-    let staged: Vec<u64> = stage_request(again, NOW, &limits)
+    let staged: Vec<u64> = stage_request(again, "default", NOW, &limits)
         .points
         .iter()
         .map(|p| p.key.id)
@@ -139,13 +139,13 @@ fn ingest(c: &mut Criterion, pool: &[Vec<u8>]) {
     let mut group = c.benchmark_group("ingest");
     group.throughput(per_request());
     let (limits, rollups) = (Limits::default(), RollupSettings::default());
-    let core = warm_core(MetricsCore::new(limits, rollups), pool);
+    let core = warm_core(MetricsCore::new(limits, rollups.clone()), pool);
     assert_eq!(core.open_windows(), SERIES, "one open window per series");
     group.bench_function("with_windows", |b| {
         b.iter_custom(|iters| timed_ingests(&core, pool, iters))
     });
     drop(core);
-    let core = warm_core(core_without_windows(limits, rollups), pool);
+    let core = warm_core(core_without_windows(limits, rollups.clone()), pool);
     assert_eq!(core.open_windows(), 0, "points skip their windows");
     group.bench_function("without_windows", |b| {
         b.iter_custom(|iters| timed_ingests(&core, pool, iters))
@@ -155,7 +155,14 @@ fn ingest(c: &mut Criterion, pool: &[Vec<u8>]) {
     let staged: Vec<_> = pool
         .iter()
         .zip(&mut spares)
-        .map(|(r, spare)| stage_request(decode_request(r, spare).expect("ok"), NOW, &limits))
+        .map(|(r, spare)| {
+            stage_request(
+                decode_request(r, spare).expect("ok"),
+                "default",
+                NOW,
+                &limits,
+            )
+        })
         .collect();
     let mut windows = ShardedWindows::default();
     let mut seq = 0;

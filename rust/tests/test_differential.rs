@@ -40,8 +40,8 @@ pub fn check(bytes: &[u8]) -> bool {
 fn compare_staged(a: &[u8], b: &[u8]) {
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
     let limits = Limits::default();
-    let x = stage_request(decode_request(a, &mut sa).unwrap(), NOW, &limits);
-    let y = stage_request(decode_request(b, &mut sb).unwrap(), NOW, &limits);
+    let x = stage_request(decode_request(a, &mut sa).unwrap(), "default", NOW, &limits);
+    let y = stage_request(decode_request(b, &mut sb).unwrap(), "default", NOW, &limits);
     assert_eq!(x.points, y.points);
     assert_eq!(x.rows, y.rows);
     assert_eq!(x.total_points, y.total_points);

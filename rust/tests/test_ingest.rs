@@ -100,7 +100,8 @@ fn series_row_columns() {
     );
     core.ingest(&req.encode_to_vec(), NOW).unwrap();
     let row = &tuples(&core.take_batch().unwrap().series_copy)[0];
-    assert_eq!(row.len(), 12);
+    assert_eq!(row.len(), 13);
+    assert_eq!(text(&row[12]), "default");
     assert_eq!(
         (text(&row[2]), text(&row[3]), text(&row[6]), text(&row[7])),
         ("cpu".into(), "gauge".into(), "1".into(), "CPU use".into())

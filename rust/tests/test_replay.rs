@@ -174,7 +174,7 @@ fn restart(records: &[Record], checkpoint: &Checkpoint, crashed_at: usize) -> Me
                 hours_flushed_at_ns: checkpoint.hours_flushed_at_ns,
                 in_hour_flush: record.seq <= checkpoint.hour_flush_through,
             };
-            core.replay_rollups(&record.bytes, record.now_ns, record.seq, &filter)
+            core.replay_rollups("default", &record.bytes, record.now_ns, record.seq, &filter)
                 .unwrap();
         } else {
             core.ingest_seq(&record.bytes, record.now_ns, Some(record.seq))

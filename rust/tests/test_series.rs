@@ -6,7 +6,7 @@ use prost::Message;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::builder::*;
-use super::copy_reader::{int8, tuples};
+use super::copy_reader::{int8, text, tuples};
 use crate::series::FINGERPRINT_SEED;
 
 /// The series ids (in COPY order) of a request's metrics.
@@ -32,44 +32,48 @@ fn field(out: &mut Vec<u8>, b: &[u8]) {
 
 #[test]
 fn id_matches_the_documented_canonical_form() {
-    let m = sum(
-        "req",
-        CUMULATIVE,
-        true,
-        vec![number(
-            T,
-            1.0,
-            vec![
-                kv("n", value(Value::IntValue(7))),
-                kv("b", value(Value::BoolValue(true))),
-            ],
-        )],
-    );
-    let mut c = Vec::new();
-    for f in ["req", "1", "sum", "cumulative", "1"] {
-        field(&mut c, f.as_bytes());
+    for tenant in ["default", "acme"] {
+        let m = sum(
+            "req",
+            CUMULATIVE,
+            true,
+            vec![number(
+                T,
+                1.0,
+                vec![
+                    kv("n", value(Value::IntValue(7))),
+                    kv("b", value(Value::BoolValue(true))),
+                ],
+            )],
+        );
+        let mut c = Vec::new();
+        for f in [tenant, "req", "1", "sum", "cumulative", "1"] {
+            field(&mut c, f.as_bytes());
+        }
+        c.extend_from_slice(&1u32.to_le_bytes()); // resource: service.name=api
+        field(&mut c, b"service.name");
+        c.push(1);
+        field(&mut c, b"api");
+        field(&mut c, b"lib");
+        field(&mut c, b"1.0");
+        c.extend_from_slice(&0u32.to_le_bytes()); // scope attributes
+        c.extend_from_slice(&2u32.to_le_bytes()); // point attributes, sorted: b, n
+        field(&mut c, b"b");
+        c.extend_from_slice(&[2, 1]);
+        field(&mut c, b"n");
+        c.push(3);
+        c.extend_from_slice(&7i64.to_le_bytes());
+        let core = core();
+        core.ingest_as(tenant, &request(vec![m]), NOW, None)
+            .unwrap();
+        let row = &tuples(&core.take_batch().unwrap().series_copy)[0];
+        assert_eq!(int8(&row[0]), xxh3_64(&c) as i64);
+        assert_eq!(
+            int8(&row[1]),
+            xxh3_64_with_seed(&c, FINGERPRINT_SEED) as i64
+        );
+        assert_eq!(text(&row[12]), tenant);
     }
-    c.extend_from_slice(&1u32.to_le_bytes()); // resource: service.name=api
-    field(&mut c, b"service.name");
-    c.push(1);
-    field(&mut c, b"api");
-    field(&mut c, b"lib");
-    field(&mut c, b"1.0");
-    c.extend_from_slice(&0u32.to_le_bytes()); // scope attributes
-    c.extend_from_slice(&2u32.to_le_bytes()); // point attributes, sorted: b, n
-    field(&mut c, b"b");
-    c.extend_from_slice(&[2, 1]);
-    field(&mut c, b"n");
-    c.push(3);
-    c.extend_from_slice(&7i64.to_le_bytes());
-    let core = core();
-    core.ingest(&request(vec![m]), NOW).unwrap();
-    let row = &tuples(&core.take_batch().unwrap().series_copy)[0];
-    assert_eq!(int8(&row[0]), xxh3_64(&c) as i64);
-    assert_eq!(
-        int8(&row[1]),
-        xxh3_64_with_seed(&c, FINGERPRINT_SEED) as i64
-    );
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn ingest_throughput() {
     let t = Instant::now();
     for _ in 0..rounds {
         let view = decode_request(&bytes, &mut spare).unwrap();
-        std::hint::black_box(stage_request(view, NOW, &Limits::default()));
+        std::hint::black_box(stage_request(view, "default", NOW, &Limits::default()));
     }
     let stage = t.elapsed().as_secs_f64();
     let core = core();

@@ -40,7 +40,7 @@ fn closes(start: i64) -> i64 {
     start + MINUTE + LATENESS
 }
 
-/// One `rollups` tuple, decoded (column order of `0002_rollups.sql`).
+/// One `rollups` tuple, decoded (column order of `0002_rollups.sql`, then `tenant`).
 #[derive(Debug, Clone, PartialEq)]
 struct Rollup {
     series: i64,
@@ -69,6 +69,7 @@ struct Rollup {
     exp_negative: Option<Vec<i64>>,
     summary_quantiles: Option<Vec<f64>>,
     summary_values: Option<Vec<f64>>,
+    tenant: String,
 }
 
 impl Rollup {
@@ -93,7 +94,7 @@ fn counts(f: &Field) -> Vec<i64> {
 }
 
 fn decode_row(f: &[Field]) -> Rollup {
-    assert_eq!(f.len(), 29, "rollups columns");
+    assert_eq!(f.len(), 30, "rollups columns");
     Rollup {
         series: int8(&f[0]),
         start: int8(&f[1]),
@@ -120,6 +121,7 @@ fn decode_row(f: &[Field]) -> Rollup {
         exp_negative: opt(&f[26], counts),
         summary_quantiles: opt(&f[27], float8_array),
         summary_values: opt(&f[28], float8_array),
+        tenant: text(&f[29]),
     }
 }
 

@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from tidegate.config import Config
+from tidegate.config import DEFAULT_TENANT, Config
 from tidegate.database import reading_connection
 from tidegate.errors import QueryError
 from tidegate.query import (
@@ -47,6 +47,9 @@ def add_parser(commands: Any) -> None:
     query.add_argument("--by", default="", help="comma-separated labels to group by")
     query.add_argument("--raw", action="store_true", help="raw points instead of an aggregate")
     query.add_argument("--format", default="table", help="table (default), json or csv")
+    query.add_argument(
+        "--tenant", default=DEFAULT_TENANT, help=f"whose data to read (default {DEFAULT_TENANT})"
+    )
     query.add_argument("--config", help="TOML configuration file (storage and rollups)")
     query.add_argument("--dsn", help="PostgreSQL DSN (default: the embedded PostgreSQL)")
     query.add_argument("--data-dir", help="data directory of the embedded PostgreSQL")
@@ -65,12 +68,13 @@ def run(args: argparse.Namespace, config: Config) -> str:
     async def execute() -> QueryResult:
         async with reading_connection(config) as conn:
             if agg is None:
-                return await raw_points(conn, selector, span)
+                return await raw_points(conn, selector, span, tenant=args.tenant)
             return await aggregate(
                 conn,
                 selector,
                 span,
                 agg,
+                tenant=args.tenant,
                 by=by,
                 window_seconds=config.rollups.window_seconds,
                 lateness_seconds=config.rollups.lateness_seconds,

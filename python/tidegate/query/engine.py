@@ -1,9 +1,11 @@
 """Queries against what tidegate stored: series selection, raw points and bucketed
 aggregates from the rollups.
 
-Every user-supplied string (metric name, label names and values) is bound as a query
-parameter; the SQL texts are constants. Regex matchers are applied in Python to the series
-the other matchers selected, so that they mean exactly what ``re`` validated.
+Every query reads one tenant's series only (the tenant is part of a series' identity, so the
+series selection scopes everything read after it). Every user-supplied string (tenant, metric
+name, label names and values) is bound as a query parameter; the SQL texts are constants.
+Regex matchers are applied in Python to the series the other matchers selected, so that they
+mean exactly what ``re`` validated.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from tidegate.config import DEFAULT_TENANT
 from tidegate.errors import QueryError
 from tidegate.query.aggregation import AggKind, Aggregation
 from tidegate.query.cells import (
@@ -42,20 +45,20 @@ HOUR_SETTLE = dt.timedelta(seconds=60)
 
 # The `=` matchers, as two parallel arrays of label names and values (a label absent from
 # both attribute sets reads as ""); the others are checked in Python on `probe`, the values of
-# their labels ($4), so that only the series they accept have their attributes parsed.
+# their labels ($5), so that only the series they accept have their attributes parsed.
 _SERIES = """
 SELECT s.id, s.metric_type, s.temporality, s.monotonic, s.resource, s.attributes{probe}
 FROM series AS s
-WHERE s.metric_name = $1
+WHERE s.tenant = $1 AND s.metric_name = $2
   AND NOT EXISTS (
-      SELECT 1 FROM unnest($2::text[], $3::text[]) AS m (label, value)
+      SELECT 1 FROM unnest($3::text[], $4::text[]) AS m (label, value)
       WHERE coalesce(s.attributes ->> m.label, s.resource ->> m.label, '') <> m.value)
 """
 SERIES_SQL = _SERIES.format(probe="")
 SERIES_PROBE_SQL = _SERIES.format(
     probe=""",
        ARRAY(SELECT coalesce(s.attributes ->> p.label, s.resource ->> p.label, '')
-             FROM unnest($4::text[]) WITH ORDINALITY AS p (label, n) ORDER BY p.n) AS probe"""
+             FROM unnest($5::text[]) WITH ORDINALITY AS p (label, n) ORDER BY p.n) AS probe"""
 )
 # A chunk never spans two UTC days, so its start lies within a day of the range start.
 RAW_SQL = """
@@ -107,16 +110,18 @@ class SeriesInfo:
     labels: dict[str, str]
 
 
-async def find_series(conn: asyncpg.Connection, selector: Selector) -> list[SeriesInfo]:
-    """The series of ``selector.metric`` that every matcher accepts."""
+async def find_series(
+    conn: asyncpg.Connection, selector: Selector, *, tenant: str = DEFAULT_TENANT
+) -> list[SeriesInfo]:
+    """The series of ``selector.metric`` of ``tenant`` that every matcher accepts."""
     equal = [m for m in selector.matchers if m.op is MatchOp.EQ]
     others = [m for m in selector.matchers if m.op is not MatchOp.EQ]
     names, values = [m.label for m in equal], [m.value for m in equal]
     if others:
         probe = [m.label for m in others]
-        rows = await conn.fetch(SERIES_PROBE_SQL, selector.metric, names, values, probe)
+        rows = await conn.fetch(SERIES_PROBE_SQL, tenant, selector.metric, names, values, probe)
     else:
-        rows = await conn.fetch(SERIES_SQL, selector.metric, names, values)
+        rows = await conn.fetch(SERIES_SQL, tenant, selector.metric, names, values)
     found = []
     for row in rows:
         if not others or all(
@@ -133,9 +138,11 @@ def _labels(resource: str, attributes: str) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in merged.items()}
 
 
-async def raw_points(conn: asyncpg.Connection, selector: Selector, span: TimeRange) -> QueryResult:
-    """Every stored Gauge and Sum point of the selected series within the range."""
-    series = await find_series(conn, selector)
+async def raw_points(
+    conn: asyncpg.Connection, selector: Selector, span: TimeRange, *, tenant: str = DEFAULT_TENANT
+) -> QueryResult:
+    """Every stored Gauge and Sum point of the selected series of ``tenant`` within the range."""
+    series = await find_series(conn, selector, tenant=tenant)
     numbers = [s for s in series if s.shape.kind in (SeriesKind.NUMBERS, SeriesKind.COUNTER)]
     if len(numbers) < len(series):
         raise QueryError(
@@ -175,13 +182,15 @@ async def aggregate(
     span: TimeRange,
     agg: Aggregation,
     *,
+    tenant: str = DEFAULT_TENANT,
     by: tuple[str, ...] = (),
     window_seconds: int = 60,
     lateness_seconds: int = 60,
     now: dt.datetime | None = None,
 ) -> QueryResult:
     """``agg`` per bucket of ``span.step`` (one bucket for the whole range when ``None``),
-    per group of ``by`` labels (all selected series together when empty)."""
+    per group of ``by`` labels (all selected series together when empty), over the series of
+    ``tenant``."""
     window = dt.timedelta(seconds=window_seconds)
     start = _floor(span.start, window)
     # Without a step, one bucket: the range rounded out to whole windows.
@@ -189,7 +198,7 @@ async def aggregate(
     hours = step % HOUR == dt.timedelta(0) and start == _floor(start, HOUR)
     if not hours and step % window != dt.timedelta(0):
         raise QueryError(f"step must be a multiple of the {window_seconds} s rollup window")
-    series = await find_series(conn, selector)
+    series = await find_series(conn, selector, tenant=tenant)
     now = now or dt.datetime.now(dt.UTC)
     # Hours whose rows are complete; later ones are answered from windows.
     settled = _floor(now - dt.timedelta(seconds=lateness_seconds) - HOUR_SETTLE, HOUR)

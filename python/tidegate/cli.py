@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from tidegate import __version__, query_cli, sd_notify, trace_cli
+from tidegate import __version__, config_cli, query_cli, sd_notify, tenants_cli, trace_cli
 from tidegate.config import Config, load
 from tidegate.daemon import Daemon
 from tidegate.errors import ConfigError, QueryError, SpoolError, StorageError
@@ -34,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _read(args, trace_cli.run_trace)
     if args.command == "traces":
         return _read(args, trace_cli.run_search)
+    if args.command == "config":
+        return config_cli.run(args)
+    if args.command == "tenants":
+        return tenants_cli.run(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -51,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="debug, info, warning or error")
     query_cli.add_parser(commands)
     trace_cli.add_parsers(commands)
+    config_cli.add_parser(commands)
+    tenants_cli.add_parser(commands)
     return parser
 
 
@@ -92,19 +98,29 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(_run(config))
+        return asyncio.run(_run(config, args.config))
     except (StorageError, SpoolError) as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
 
 
-async def _run(config: Config) -> int:
+async def _run(config: Config, config_file: str | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    daemon = Daemon(config)
+    daemon = Daemon(config, config_file)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        log.info("SIGHUP: reading the live settings again")
+        task = loop.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     await daemon.start()
+    # Only once started: a SIGHUP before that keeps its default meaning (stop).
+    loop.add_signal_handler(signal.SIGHUP, reload)
     sd_notify.notify(
         f"READY=1\nSTATUS=OTLP/gRPC on port {daemon.grpc_port}, HTTP on port {daemon.http_port}"
     )

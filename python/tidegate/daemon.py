@@ -13,20 +13,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
 import grpc
 
-from tidegate import checkpoints
-from tidegate._core import CoreLimits, MetricsCore, RollupSettings, TraceCore, TraceSettings
+from tidegate import api_keys, checkpoints, tls
+from tidegate._core import (
+    CoreLimits,
+    ExportSummary,
+    MetricsCore,
+    RollupSettings,
+    TraceCore,
+    TraceExportSummary,
+    TraceSettings,
+)
+from tidegate.api_keys import ApiKeys
 from tidegate.config import Config, parse_listen
 from tidegate.database import Database, open_database
+from tidegate.grpc_auth import AuthInterceptor
 from tidegate.http_server import HttpServer, TraceApi
 from tidegate.intake import Intake, spool_id
+from tidegate.live import LiveSettings, LiveSnapshot
 from tidegate.metrics_writer import MetricsWriter
 from tidegate.object_store import ObjectStore
+from tidegate.ratelimit import TenantLimiter
 from tidegate.receiver import METRICS_SERVICE, TRACE_SERVICE, Receiver, Signal
 from tidegate.replay import catch_up, replay_metrics_rollups, replay_uncommitted
 from tidegate.retention import Retention
@@ -40,13 +52,17 @@ log = logging.getLogger(__name__)
 NS_PER_SECOND = 1_000_000_000
 # At shutdown, how long new calls are refused with RetryInfo before the listener closes.
 SHUTDOWN_NOTICE_SECONDS = 0.5
+ACTIVE_SERIES_REPORT_SECONDS = 5.0
 
 
 class Daemon:
     """One running tidegate: ``await start()``, then ``await stop()``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_file: str | None = None) -> None:
+        """``config_file``: the TOML file ``config`` was loaded from, which the file source of
+        live settings re-reads on ``reload`` (SIGHUP)."""
         self.config = config
+        self._config_file = config_file
         self.telemetry = Telemetry()
         ingest = config.ingest
         self.core = MetricsCore(
@@ -71,6 +87,11 @@ class Daemon:
                 zstd_level=traces.zstd_level,
             )
         )
+        # Which tenant a request belongs to, kept current from `tidegate_api_keys`.
+        self.api_keys = ApiKeys()
+        self.limiter = TenantLimiter()
+        self.live: LiveSettings | None = None
+        self._retention: Retention | None = None
         self.database: Database | None = None
         self.store: ObjectStore | None = None
         self.writer: MetricsWriter | None = None
@@ -126,6 +147,7 @@ class Daemon:
             metrics_checkpoint = await checkpoints.load(conn, spool, "metrics")
             traces_checkpoint = await checkpoints.load(conn, spool, "traces")
             accepted = await checkpoints.load_accepted(conn, config.spool.dedup_horizon_seconds)
+            await self.api_keys.load(conn)
             if self.intakes["traces"].durable:
                 await delete_orphan_blocks(conn, store)
         finally:
@@ -144,7 +166,10 @@ class Daemon:
         # Before the writers, so that it stops after the drain: the drain's outcome stays
         # scrapeable until the very end.
         self._http = HttpServer(
-            config.http.listen, self.telemetry, lambda: self._ready, TraceApi(readers, store)
+            config.http.listen,
+            self.telemetry,
+            lambda: self._ready,
+            TraceApi(readers, store, self._authenticate_http),
         )
         await self._http.start()
         self.http_port = self._http.port
@@ -195,29 +220,32 @@ class Daemon:
         )
         self.trace_core.start_seqs_at(traces_intake.next_seq_floor())
 
-        retention = Retention(config, self.database.dsn, store, self.telemetry)
+        self._retention = retention = Retention(config, self.database.dsn, store, self.telemetry)
         self._start_task(retention.run(), "tidegate-retention", retention.stop)
 
-        signals = [
-            Signal(
-                "metrics",
-                METRICS_SERVICE,
-                self.core.ingest,
-                self.core.check,
-                writer.queue_full,
-                writer.account,
-                metrics_intake,
+        # Before the listener: the first request already meets the live limits.
+        self.live = live = LiveSettings(
+            config,
+            self.telemetry.registry,
+            config_file=self._config_file,
+            dsn=self.database.dsn,
+        )
+        await live.start()
+        stack.push_async_callback(live.stop)
+        self._apply_live(live.snapshot)
+        live.subscribe(self._apply_live)
+
+        self._start_cancellable(
+            api_keys.watch(
+                self.api_keys,
+                self.database.dsn,
+                refresh_seconds=config.live.refresh_seconds,
+                connect_timeout_seconds=config.storage.connect_timeout_seconds,
             ),
-            Signal(
-                "traces",
-                TRACE_SERVICE,
-                self.trace_core.ingest,
-                self.trace_core.check,
-                trace_writer.queue_full,
-                trace_writer.account,
-                traces_intake,
-            ),
-        ]
+            "tidegate-api-keys",
+        )
+        self._start_cancellable(self._report_active_series(), "tidegate-active-series")
+        signals = self._signals(writer, trace_writer)
         for signal in signals:
             if signal.intake.durable:
                 stop_catching_up = asyncio.Event()
@@ -227,14 +255,94 @@ class Daemon:
                     f"tidegate-{signal.name}-catch-up",
                     stop_catching_up.set,
                 )
-        self._receiver = Receiver(config, self.telemetry, signals)
+        self._receiver = Receiver(config, self.telemetry, signals, self._authenticate, self.limiter)
         stack.push_async_callback(self._receiver.close)
         self._grpc = self._make_grpc_server(self._receiver)
         host, port = parse_listen("grpc.listen", self.config.grpc.listen)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 literal
-        self.grpc_port = self._grpc.add_insecure_port(address)
+        credentials = tls.server_credentials(config.grpc)
+        if credentials is None:
+            self.grpc_port = self._grpc.add_insecure_port(address)
+        else:
+            self.grpc_port = self._grpc.add_secure_port(address, credentials)
         await self._grpc.start()
         stack.push_async_callback(self._stop_grpc)
+
+    async def reload(self) -> None:
+        """Re-read the live settings now (SIGHUP)."""
+        if self.live is not None:
+            await self.live.reload()
+
+    def _apply_live(self, snapshot: LiveSnapshot) -> None:
+        """Puts live settings into force, in place: no state is lost."""
+        limits, default = snapshot.series_limits()
+        self.core.set_series_limits(limits, default)
+        if snapshot.window_seconds != self.core.window_seconds:
+            self.core.set_window_seconds(snapshot.window_seconds)
+        ratios, default_ratio = snapshot.sampling()
+        self.trace_core.set_sampling(ratios, default_ratio)
+        try:
+            self.limiter.configure(snapshot.limit)
+        except ValueError as exc:  # validated already; a limit the buckets cannot hold
+            log.error("live settings: rate limits not changed: %s", exc)
+        if self._retention is not None:
+            self._retention.set_days(snapshot.metrics_days, snapshot.traces_days)
+        logging.getLogger("tidegate").setLevel(snapshot.log_level.upper())
+
+    def _authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+        return self.api_keys.authenticate(metadata, required=self.config.auth.required)
+
+    def _authenticate_http(self, authorization: str | None) -> str:
+        return self.api_keys.authenticate_header(authorization, required=self.config.auth.required)
+
+    def _signals(self, writer: MetricsWriter, trace_writer: TraceWriter) -> list[Signal]:
+        """How the receiver reaches each signal's core, writer and intake."""
+        core, trace_core = self.core, self.trace_core
+        sampled_out = self.telemetry.spans_sampled_out
+
+        def account_metrics(summary: ExportSummary, tenant: str) -> None:
+            writer.account(summary)
+
+        def account_traces(summary: TraceExportSummary, tenant: str) -> None:
+            trace_writer.account(summary)
+            if summary.sampled_out_spans:
+                sampled_out.labels(tenant).inc(summary.sampled_out_spans)
+
+        return [
+            Signal(
+                "metrics",
+                METRICS_SERVICE,
+                lambda request, now_ns, tenant: core.ingest(request, now_ns, tenant=tenant),
+                lambda request, now_ns, tenant: core.check(request, now_ns, tenant=tenant),
+                writer.queue_full,
+                account_metrics,
+                lambda summary: int(summary.accepted_points),
+                self.intakes["metrics"],
+            ),
+            Signal(
+                "traces",
+                TRACE_SERVICE,
+                lambda request, now_ns, tenant: trace_core.ingest(request, now_ns, tenant=tenant),
+                lambda request, now_ns, tenant: trace_core.check(request, now_ns, tenant=tenant),
+                trace_writer.queue_full,
+                account_traces,
+                lambda summary: int(summary.accepted_spans),
+                self.intakes["traces"],
+            ),
+        ]
+
+    async def _report_active_series(self) -> None:
+        """Keeps `tidegate_active_series` in step with the core, every few seconds."""
+        gauge = self.telemetry.active_series
+        shown: set[str] = set()
+        while True:
+            counts = self.core.active_series_by_tenant()
+            for tenant, count in counts.items():
+                gauge.labels(tenant).set(count)
+            for gone in shown - counts.keys():
+                gauge.remove(gone)
+            shown = set(counts)
+            await asyncio.sleep(ACTIVE_SERIES_REPORT_SECONDS)
 
     async def _open_intakes(self) -> None:
         """One spool per signal (none in memory mode), recovered; a spool that cannot be
@@ -292,6 +400,17 @@ class Daemon:
 
         self._teardown.push_async_callback(stop_and_wait)
 
+    def _start_cancellable(self, coro: Any, name: str) -> None:
+        """A task that runs until the daemon stops (it is cancelled then)."""
+        task = asyncio.create_task(coro, name=name)
+
+        async def cancel() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self._teardown.push_async_callback(cancel)
+
     def _make_grpc_server(self, receiver: Receiver) -> grpc.aio.Server:
         limit = self.config.grpc.max_message_bytes
         server = grpc.aio.server(
@@ -301,6 +420,13 @@ class Daemon:
             ],
             # The receiver answers over-limit calls with RetryInfo; this is the hard stop.
             maximum_concurrent_rpcs=4 * self.config.grpc.max_concurrent_rpcs,
+            interceptors=[
+                AuthInterceptor(
+                    self._authenticate,
+                    {f"/{METRICS_SERVICE}/Export": "metrics", f"/{TRACE_SERVICE}/Export": "traces"},
+                    self.telemetry,
+                )
+            ],
         )
         server.add_generic_rpc_handlers(tuple(receiver.handlers()))
         return server

@@ -12,8 +12,8 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tidegate.config import DEFAULT_TENANT, parse_listen
-from tidegate.errors import QueryError
+from tidegate.config import parse_listen
+from tidegate.errors import AuthenticationError, QueryError
 from tidegate.object_store import ObjectStore, ObjectStoreError
 from tidegate.telemetry import Telemetry
 from tidegate.traces import (
@@ -33,6 +33,9 @@ class TraceApi:
 
     pool: asyncpg.Pool
     store: ObjectStore
+    # The value of a request's Authorization header (None when absent) → its tenant; raises
+    # AuthenticationError. Whatever else a request says (X-Scope-OrgID included) is ignored.
+    authenticate: Callable[[str | None], str]
 
 
 class HttpServer:
@@ -94,16 +97,22 @@ class HttpServer:
         the encoded ``TracesData`` when the client accepts protobuf."""
         assert self._traces is not None
         trace_id = request.match_info["trace_id"]
+        try:
+            tenant = self._traces.authenticate(request.headers.get("Authorization"))
+        except AuthenticationError as exc:
+            return web.json_response(
+                {"error": str(exc)}, status=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         protobuf = PROTOBUF in request.headers.get("Accept", "")
         try:
             async with self._traces.pool.acquire() as conn:
                 if protobuf:
                     body = await get_trace_protobuf(
-                        conn, self._traces.store, trace_id, tenant=DEFAULT_TENANT
+                        conn, self._traces.store, trace_id, tenant=tenant
                     )
                     return web.Response(body=body, content_type=PROTOBUF)
                 text = await get_trace_json(
-                    conn, self._traces.store, trace_id, tempo=True, tenant=DEFAULT_TENANT
+                    conn, self._traces.store, trace_id, tempo=True, tenant=tenant
                 )
                 return web.Response(text=text, content_type="application/json")
         except QueryError as exc:

@@ -5,9 +5,12 @@ hands over the request bytes as they came off the wire (after gzip, which grpc u
 Python protobuf touches a request on the way in. Both signals share one admission budget
 (concurrent calls, request bytes being decoded, spool bytes) and one pool of decode threads.
 
-A request is acknowledged only once it is decoded into the core and fsynced in its signal's
-spool. A resend of bytes accepted within the deduplication horizon is answered as the first
-one was, without being stored again.
+Before anything else a request is authenticated: its API key (if any) names its tenant, and
+an invalid key is refused before the request is even read (`grpc_auth.AuthInterceptor`). Then
+the tenant's rate limits, then the shared admission budget, then the decode. A request is
+acknowledged only once it is decoded into the core and fsynced in its signal's spool. A resend
+of bytes accepted within the deduplication horizon is answered as the first one was, without
+being stored again.
 """
 
 from __future__ import annotations
@@ -15,19 +18,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
 from tidegate.config import Config
-from tidegate.errors import BackpressureError
+from tidegate.errors import AuthenticationError, BackpressureError, ThrottledError
 from tidegate.grpc_status import status_for
 from tidegate.intake import Intake, request_hash
 from tidegate.spool import SpoolRecord
 from tidegate.telemetry import Telemetry
+
+# Invocation metadata (pairs of key and value) → tenant; raises AuthenticationError.
+Authenticate = Callable[[Iterable[tuple[str, str | bytes]] | None], str]
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +50,44 @@ class Signal:
 
     name: str  # the `signal` label of the request metrics
     service: str
-    # The core's ingest (GIL released): request bytes, now in ns → a summary with
+    # The core's ingest (GIL released): request bytes, now in ns, tenant → a summary with
     # `.response` and `.seq`.
-    ingest: Callable[[bytes, int], Any]
+    ingest: Callable[[bytes, int, str], Any]
     # The same checks and summary without buffering anything (the request waits in the spool).
-    check: Callable[[bytes, int], Any]
+    check: Callable[[bytes, int, str], Any]
     # Why the signal's write queue cannot take more now, or None.
     queue_full: Callable[[], str | None]
-    # Counts what a summary accepted and rejected.
-    account: Callable[[Any], None]
+    # Counts what a summary of a tenant's request accepted and rejected.
+    account: Callable[[Any, str], None]
+    # How many items (points, spans) a summary accepted: what the tenant's limit is charged.
+    accepted: Callable[[Any], int]
     intake: Intake
+
+
+class Limiter(Protocol):
+    """Per-tenant rate limits (`tidegate.ratelimit.TenantLimiter`)."""
+
+    def admit(self, tenant: str, signal: str) -> None: ...
+
+    def charge(self, tenant: str, signal: str, items: int) -> None: ...
 
 
 class Receiver:
     """Handles ``Export`` of every signal: admission, decode off the event loop, accounting."""
 
-    def __init__(self, config: Config, telemetry: Telemetry, signals: list[Signal]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        telemetry: Telemetry,
+        signals: list[Signal],
+        authenticate: Authenticate,
+        limiter: Limiter,
+    ) -> None:
         self._config = config
         self._telemetry = telemetry
         self._signals = signals
+        self._authenticate = authenticate
+        self._limiter = limiter
         self._in_flight_calls = 0
         self._in_flight_bytes = 0
         self._stopping = False
@@ -104,9 +129,14 @@ class Receiver:
     ) -> bytes:
         started = time.perf_counter()
         tm = self._telemetry
+        # The interceptor refused invalid keys before the request was read; this names the
+        # tenant of a valid one (and refuses a key revoked in between).
+        try:
+            tenant = self._authenticate(context.invocation_metadata())
+        except AuthenticationError as exc:
+            await self._refuse(signal, "", exc, started, context)
         tm.request_bytes.labels(signal.name).inc(len(request))
         intake = signal.intake
-        tenant = ""
         digest = request_hash(signal.name, tenant, request)
         first = intake.recent.get(digest, time.time_ns())
         if first is None and (pending := intake.in_flight(digest)) is not None:
@@ -118,31 +148,49 @@ class Receiver:
                 if not pending.cancelled():
                     raise  # this call itself was cancelled
             else:
-                return self._duplicate(signal, response, started)
+                return self._duplicate(signal, tenant, response, started)
         if first is not None:
-            return self._duplicate(signal, first.response, started)
+            return self._duplicate(signal, tenant, first.response, started)
         marker = intake.begin(digest)
         try:
             response = await self._accept(signal, request, tenant, digest)
-        except Exception as exc:  # every failure is mapped to a status and answered below
+        except Exception as exc:  # noqa: BLE001 - every failure is answered with its status
             intake.finish(digest, marker)
-            answer = status_for(exc)
-            tm.requests.labels(signal.name, answer.code.name).inc()
-            tm.export_duration.labels(signal.name).observe(time.perf_counter() - started)
-            if answer.code is grpc.StatusCode.INTERNAL:
-                log.exception("%s export failed", signal.name)
-            elif answer.code is grpc.StatusCode.INVALID_ARGUMENT:
-                log.info("rejected undecodable %s request: %s", signal.name, exc)
-            await context.abort_with_status(answer.to_grpc_status())
-            raise AssertionError("abort_with_status returns only by raising") from exc
+            await self._refuse(signal, tenant, exc, started, context)
         marker.set_result(response)
         intake.finish(digest, marker)
-        tm.requests.labels(signal.name, "OK").inc()
+        tm.requests.labels(signal.name, tenant, "OK").inc()
         tm.export_duration.labels(signal.name).observe(time.perf_counter() - started)
         return response
 
+    async def _refuse(
+        self,
+        signal: Signal,
+        tenant: str,
+        exc: Exception,
+        started: float,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> NoReturn:
+        """Answer ``exc`` with its status (and RetryInfo where retrying helps)."""
+        answer = status_for(exc)
+        tm = self._telemetry
+        tm.requests.labels(signal.name, tenant, answer.code.name).inc()
+        tm.export_duration.labels(signal.name).observe(time.perf_counter() - started)
+        if answer.code is grpc.StatusCode.INTERNAL:
+            log.exception("%s export failed", signal.name)
+        elif answer.code is grpc.StatusCode.INVALID_ARGUMENT:
+            log.info("rejected undecodable %s request: %s", signal.name, exc)
+        await context.abort_with_status(answer.to_grpc_status())
+        raise AssertionError("abort_with_status returns only by raising") from exc
+
     async def _accept(self, signal: Signal, request: bytes, tenant: str, digest: bytes) -> bytes:
         """Admit, decode into the core, make durable; return the response to send."""
+        try:
+            self._limiter.admit(tenant, signal.name)
+        except ThrottledError as exc:
+            self._telemetry.throttled.labels(signal.name, tenant).inc()
+            log.debug("throttled %s request of tenant %s: %s", signal.name, tenant, exc)
+            raise
         self.admit(len(request), signal)
         self._in_flight_calls += 1
         self._in_flight_bytes += len(request)
@@ -154,10 +202,14 @@ class Receiver:
             # away: requests go to the spool only, and are ingested from it once there is room.
             defer = intake.durable and (intake.deferring or signal.queue_full() is not None)
             if defer:
-                summary = await loop.run_in_executor(self._executor, signal.check, request, now_ns)
+                summary = await loop.run_in_executor(
+                    self._executor, signal.check, request, now_ns, tenant
+                )
                 intake.defer(summary.seq)
             else:
-                summary = await loop.run_in_executor(self._executor, signal.ingest, request, now_ns)
+                summary = await loop.run_in_executor(
+                    self._executor, signal.ingest, request, now_ns, tenant
+                )
             # It has a sequence number now (in the core, or deferred): it must reach the spool
             # even if this call is cancelled, or the writer would wait for it forever.
             record = SpoolRecord(summary.seq, now_ns, tenant, digest, request)
@@ -169,14 +221,15 @@ class Receiver:
         finally:
             self._in_flight_calls -= 1
             self._in_flight_bytes -= len(request)
-        signal.account(summary)
+        signal.account(summary, tenant)
+        self._limiter.charge(tenant, signal.name, signal.accepted(summary))
         response: bytes = summary.response
         return response
 
-    def _duplicate(self, signal: Signal, response: bytes, started: float) -> bytes:
+    def _duplicate(self, signal: Signal, tenant: str, response: bytes, started: float) -> bytes:
         tm = self._telemetry
         tm.duplicate_requests.labels(signal.name).inc()
-        tm.requests.labels(signal.name, "OK").inc()
+        tm.requests.labels(signal.name, tenant, "OK").inc()
         tm.export_duration.labels(signal.name).observe(time.perf_counter() - started)
         return response
 

@@ -58,9 +58,21 @@ class Retention:
         self._store = store
         self._telemetry = telemetry
         self._stopping = asyncio.Event()
+        self._woken = asyncio.Event()
+        # The days in force: the static ones until a live setting changes them.
+        self.metrics_days = config.retention.metrics_days
+        self.traces_days = config.retention.traces_days
 
     def stop(self) -> None:
         self._stopping.set()
+        self._woken.set()
+
+    def set_days(self, metrics_days: int, traces_days: int) -> None:
+        """New retention days (a live change); a shorter one is put into force at once."""
+        if (metrics_days, traces_days) == (self.metrics_days, self.traces_days):
+            return
+        self.metrics_days, self.traces_days = metrics_days, traces_days
+        self._woken.set()
 
     async def run(self) -> None:
         while not self._stopping.is_set():
@@ -70,7 +82,8 @@ class Retention:
                 self._telemetry.retention_runs.labels("failed").inc()
                 log.warning("retention pass failed (%s); next try in %.0f s", exc, self._interval)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+                await asyncio.wait_for(self._woken.wait(), timeout=self._interval)
+            self._woken.clear()
 
     @property
     def _interval(self) -> float:
@@ -78,7 +91,6 @@ class Retention:
 
     async def run_once(self, today: dt.date) -> None:
         """Drop every day older than the retention, as of ``today``."""
-        retention = self._config.retention
         conn = await asyncpg.connect(
             self._dsn, timeout=self._config.storage.connect_timeout_seconds
         )
@@ -86,8 +98,8 @@ class Retention:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK_KEY):
                 return  # another daemon is doing it
             try:
-                metrics_before = today - dt.timedelta(days=retention.metrics_days)
-                traces_before = today - dt.timedelta(days=retention.traces_days)
+                metrics_before = today - dt.timedelta(days=self.metrics_days)
+                traces_before = today - dt.timedelta(days=self.traces_days)
                 await self._drop_partitions(conn, METRIC_TABLES, metrics_before, "metric_partition")
                 await self._drop_partitions(conn, TRACE_TABLES, traces_before, "trace_partition")
                 await timescale.drop_old_trace_chunks(conn, traces_before)

@@ -23,8 +23,8 @@ class Telemetry:
         r = self.registry
         self.requests = Counter(
             "tidegate_export_requests",
-            "Export requests received, by signal and gRPC status code.",
-            ["signal", "status"],
+            "Export requests received, by signal, tenant and gRPC status code.",
+            ["signal", "tenant", "status"],
             registry=r,
         )
         self.request_bytes = Counter(
@@ -110,11 +110,6 @@ class Telemetry:
         )
         self.spans_accepted = Counter(
             "tidegate_spans_accepted", "Spans accepted from Export requests.", registry=r
-        )
-        self.spans_sampled_out = Counter(
-            "tidegate_spans_sampled_out",
-            "Valid spans dropped by the sampling ratio of their service (not an error).",
-            registry=r,
         )
         self.spans_rejected = Counter(
             "tidegate_spans_rejected",
@@ -227,5 +222,25 @@ class Telemetry:
             "tidegate_sink_circuit_state",
             "Circuit breaker of each sink: 0 closed, 1 open, 2 half-open.",
             ["sink"],
+            registry=r,
+        )
+        self.throttled = Counter(
+            "tidegate_throttled_requests",
+            "Export requests refused with RESOURCE_EXHAUSTED because their tenant was over a "
+            "rate limit (the client was told when to retry).",
+            ["signal", "tenant"],
+            registry=r,
+        )
+        self.spans_sampled_out = Counter(
+            "tidegate_spans_sampled_out",
+            "Spans accepted and deliberately not stored, by the sampling ratio of their service.",
+            ["tenant"],
+            registry=r,
+        )
+        self.active_series = Gauge(
+            "tidegate_active_series",
+            "Series of each tenant with an accepted point within the last hour (what the "
+            "cardinality limit counts).",
+            ["tenant"],
             registry=r,
         )

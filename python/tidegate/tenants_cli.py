@@ -17,7 +17,8 @@ import asyncpg
 
 from tidegate import api_keys, schema
 from tidegate.config import Config, load
-from tidegate.errors import ConfigError
+from tidegate.database import reading_connection
+from tidegate.errors import ConfigError, StorageError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -41,7 +42,10 @@ def add_parser(commands: Any) -> None:
     # On each action only: argparse lets a subcommand's defaults overwrite its parent's values.
     for parser in actions.choices.values():
         parser.add_argument("--config", help="TOML configuration file (storage.dsn)")
-        parser.add_argument("--dsn", help="PostgreSQL DSN of the daemon's database")
+        parser.add_argument(
+            "--dsn", help="PostgreSQL DSN of the daemon's database (default: the embedded one)"
+        )
+        parser.add_argument("--data-dir", help="data directory of the embedded PostgreSQL")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,21 +56,17 @@ def run(args: argparse.Namespace) -> int:
         if command is None:
             raise ConfigError("tenants needs a command: add, list or revoke")
         action = _action(args, command)
-        config = load(args.config, overrides={"storage.dsn": args.dsn})
+        config = load(args.config, overrides={"storage.dsn": args.dsn, "data_dir": args.data_dir})
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    if not config.storage.dsn:
-        return _fail(
-            "the configuration uses the embedded PostgreSQL (storage.dsn is empty), which only "
-            "the daemon runs: pass --dsn with the address of the database the daemon uses",
-            EXIT_USAGE,
-        )
     try:
         return asyncio.run(_with_connection(config, action))
     except asyncpg.ClientConfigurationError as exc:
         return _fail(f"invalid storage.dsn / --dsn: {exc}", EXIT_USAGE)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return _fail(f"cannot use PostgreSQL: {exc}", EXIT_FAILURE)
+    except StorageError as exc:
+        return _fail(str(exc), EXIT_FAILURE)
 
 
 Action = Callable[[asyncpg.Connection], Awaitable[int]]
@@ -89,13 +89,12 @@ def _action(args: argparse.Namespace, command: str) -> Action:
 
 
 async def _with_connection(config: Config, action: Action) -> int:
-    conn = await asyncpg.connect(config.storage.dsn, timeout=config.storage.connect_timeout_seconds)
-    try:
+    # Without a DSN this is the embedded PostgreSQL of the data directory, started (or joined,
+    # while the daemon runs) for the command.
+    async with reading_connection(config) as conn:
         # The daemon migrates at start; doing it here too lets keys exist before its first run.
         await schema.apply(conn)
         return await action(conn)
-    finally:
-        await conn.close()
 
 
 async def _add(conn: asyncpg.Connection, tenant: str) -> int:

@@ -111,8 +111,6 @@ class TraceWriter:
         """Counts what an Export request accepted, sampled out and rejected."""
         if summary.accepted_spans:
             self._telemetry.spans_accepted.inc(summary.accepted_spans)
-        if summary.sampled_out_spans:
-            self._telemetry.spans_sampled_out.inc(summary.sampled_out_spans)
         if summary.rejected_spans:
             self._telemetry.spans_rejected.inc(summary.rejected_spans)
             log.info("partially rejected trace request: %s", summary.error_message)

@@ -47,6 +47,20 @@ def test_full_file_sets_every_section() -> None:
     assert config.s3.endpoint_url == "http://minio:9000"
     assert config.retention.traces_days == 14
     assert config.trace_store_url() == "s3://tidegate-traces/prod"
+    assert config.grpc.tls_client_ca_file == "/etc/tidegate/tls/clients-ca.crt"
+    assert config.auth.required is True
+    assert (config.live.source, config.live.redis_url) == ("redis", "redis://cache:6379/2")
+    assert (config.live.redis_prefix, config.live.refresh_seconds) == ("tg:", 30.0)
+
+
+def test_tls_key_without_certificate_is_refused() -> None:
+    with pytest.raises(ConfigError, match="must be set together"):
+        load(environ={"TIDEGATE_GRPC_TLS_KEY_FILE": "/etc/key.pem"})
+
+
+def test_unknown_live_source_is_refused() -> None:
+    with pytest.raises(ConfigError, match="live.source must be file, postgres or redis"):
+        load(environ={"TIDEGATE_LIVE_SOURCE": "etcd"})
 
 
 def test_default_trace_store_is_under_the_data_directory(tmp_path: Path) -> None:

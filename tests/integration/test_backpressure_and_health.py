@@ -124,7 +124,7 @@ def test_health_endpoints_and_metrics(daemon: RunningDaemon) -> None:
     for line in (
         "tidegate_points_accepted_total 1000.0",
         "tidegate_points_stored_total 1000.0",
-        'tidegate_export_requests_total{signal="metrics",status="OK"} 1.0',
+        'tidegate_export_requests_total{signal="metrics",status="OK",tenant="default"} 1.0',
         'tidegate_copy_batches_total{outcome="ok"} 1.0',
         "tidegate_copy_duration_seconds_count 1.0",
         "tidegate_buffered_points 0.0",

@@ -144,7 +144,7 @@ def test_undecodable_request_is_invalid_argument_and_changes_nothing(
     assert p.export(daemon.grpc_target, after).partial_success.rejected_data_points == 0
     assert stored_points(daemon) == 4
     samples = metric_samples(daemon)
-    invalid = (("signal", "metrics"), ("status", "INVALID_ARGUMENT"))
+    invalid = (("signal", "metrics"), ("status", "INVALID_ARGUMENT"), ("tenant", "default"))
     assert samples[("tidegate_export_requests_total", invalid)] == 1
 
 

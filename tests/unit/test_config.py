@@ -59,7 +59,7 @@ def test_tls_key_without_certificate_is_refused() -> None:
 
 
 def test_unknown_live_source_is_refused() -> None:
-    with pytest.raises(ConfigError, match="live.source must be file, postgres or redis"):
+    with pytest.raises(ConfigError, match=r"live\.source must be file, postgres or redis"):
         load(environ={"TIDEGATE_LIVE_SOURCE": "etcd"})
 
 

@@ -12,10 +12,11 @@ import pytest
 
 from tidegate._core import CoreLimits, MetricsCore, RollupSettings
 from tidegate.checkpoints import Checkpoint
-from tidegate.config import Config
+from tidegate.config import DEFAULT_TENANT, Config
 from tidegate.errors import BackpressureError
 from tidegate.intake import Intake
 from tidegate.metrics_writer import MetricsWriter
+from tidegate.ratelimit import TenantLimiter
 from tidegate.receiver import METRICS_SERVICE, Receiver, Signal
 from tidegate.spool import Spool, SpoolRecord
 from tidegate.telemetry import Telemetry
@@ -38,9 +39,18 @@ def make(config: Config, intake: Intake) -> tuple[Signal, Receiver]:
     core = MetricsCore(CoreLimits(), RollupSettings())
     queue = Queue(config, "", core, Telemetry(), intake, "spool", Checkpoint())
     signal = Signal(
-        "metrics", METRICS_SERVICE, core.ingest, core.check, queue.queue_full, queue.account, intake
+        "metrics",
+        METRICS_SERVICE,
+        lambda request, now_ns, tenant: core.ingest(request, now_ns, tenant=tenant),
+        lambda request, now_ns, tenant: core.check(request, now_ns, tenant=tenant),
+        queue.queue_full,
+        lambda summary, _tenant: queue.account(summary),
+        lambda summary: int(summary.accepted_points),
+        intake,
     )
-    return signal, Receiver(config, Telemetry(), [signal])
+    return signal, Receiver(
+        config, Telemetry(), [signal], lambda _metadata: DEFAULT_TENANT, TenantLimiter()
+    )
 
 
 @pytest.fixture

@@ -11,18 +11,20 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from tidegate.config import DEFAULT_TENANT
 from tidegate.intake import Intake
+from tidegate.spool import SpoolRecord
 from tidegate.write_retry import TRANSIENT_ERRORS, Backoff
 
 log = logging.getLogger(__name__)
 
 
-def _requests(intake: Intake, seqs: list[int]) -> dict[int, bytes]:
-    """The request bytes of ``seqs`` still in the spool (a scan: this path is rare)."""
+def _requests(intake: Intake, seqs: list[int]) -> dict[int, SpoolRecord]:
+    """The spool records of ``seqs`` still in the spool (a scan: this path is rare)."""
     if intake.spool is None:
         return {}
     wanted = set(seqs)
-    return {r.seq: r.payload for r in intake.spool.records() if r.seq in wanted}
+    return {r.seq: r for r in intake.spool.records() if r.seq in wanted}
 
 
 async def dead_letter(
@@ -40,7 +42,12 @@ async def dead_letter(
     the shutdown deadline; returns whether it committed (if not, the records stay in the
     spool and come back at the next start)."""
     requests = await asyncio.to_thread(_requests, intake, seqs)
-    rows = [(sink, [seq], reason, requests.get(seq)) for seq in seqs] or [(sink, [], reason, None)]
+    rows = [
+        (sink, [seq], reason, record.payload, record.tenant or DEFAULT_TENANT)
+        if (record := requests.get(seq)) is not None
+        else (sink, [seq], reason, None, DEFAULT_TENANT)
+        for seq in seqs
+    ] or [(sink, [], reason, None, DEFAULT_TENANT)]
     backoff = Backoff()
     while True:
         try:
@@ -49,7 +56,7 @@ async def dead_letter(
                 await conn.copy_records_to_table(
                     "tidegate_dead_letters",
                     records=rows,
-                    columns=["sink", "seqs", "reason", "payload"],
+                    columns=["sink", "seqs", "reason", "payload", "tenant"],
                 )
                 await in_same_transaction(conn)
         except (asyncpg.PostgresError, *TRANSIENT_ERRORS) as exc:

@@ -88,13 +88,16 @@ def test_data_postgresql_refuses_goes_to_dead_letters_and_what_follows_is_stored
         daemon.flush()
 
         assert stored_points(daemon) == {"after": POINTS}
-        letters = daemon.query("SELECT sink, seqs, reason, payload FROM tidegate_dead_letters")
+        letters = daemon.query(
+            "SELECT sink, seqs, reason, payload, tenant FROM tidegate_dead_letters"
+        )
         assert len(letters) == 1
         assert letters[0]["sink"] == "metrics"
         assert letters[0]["seqs"] == [1]
         assert "storage_rejected" in letters[0]["reason"]
         assert "poison refused" in letters[0]["reason"]
         assert bytes(letters[0]["payload"]) == poison  # the request as the client sent it
+        assert letters[0]["tenant"] == "default"  # whose it is, to resend it as theirs
         assert sample(daemon, "tidegate_dead_letters_total", {"sink": "metrics"}) == 1
         dropped = {"reason": "storage_rejected"}
         assert sample(daemon, "tidegate_points_dropped_total", dropped) == POINTS

@@ -4,6 +4,7 @@
 //! Python wrappers in `python.rs`.
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 pub mod admission;
 pub mod attributes;
@@ -58,6 +59,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The columns of the COPY tuples the core encodes, for the writers' COPY statements.
+    m.add(
+        "SERIES_COLUMNS",
+        PyTuple::new(m.py(), rows::SERIES_COLUMNS)?,
+    )?;
+    m.add(
+        "ROLLUP_COLUMNS",
+        PyTuple::new(m.py(), rollup_rows::ROLLUP_COLUMNS)?,
+    )?;
+    m.add(
+        "TRACE_INDEX_COLUMNS",
+        PyTuple::new(m.py(), trace_index::INDEX_COLUMNS)?,
+    )?;
     python::add_exceptions(m)?;
     m.add_class::<python::CoreLimits>()?;
     m.add_class::<python::ExportSummary>()?;

@@ -9,8 +9,6 @@ use crate::windows::{OpenWindows, RollupSettings, WindowKey, HOUR_NS, NS_PER_SEC
 
 /// The quantiles precomputed into columns `p50` … `p999`, for plain SQL readers.
 pub const PRECOMPUTED_QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
-/// The `rollups` columns, in the order of [`ROLLUP_COLUMNS`].
-const COLUMNS: i16 = 30;
 
 /// The columns of a `rollups` COPY tuple, in order (the writer names them in its COPY).
 pub const ROLLUP_COLUMNS: [&str; 30] = [
@@ -153,7 +151,7 @@ fn rollup_row(
     if let Some(d) = &mut agg.digest {
         d.compress();
     }
-    let mut t = Tuple::begin(buf, COLUMNS);
+    let mut t = Tuple::begin(buf, ROLLUP_COLUMNS.len() as i16);
     t.int8(key.series as i64)
         .timestamptz_ns(key.start_ns)
         .int4(window_seconds)

@@ -4,7 +4,21 @@ use crate::buffer::utc_day;
 use crate::copy_binary::Tuple;
 use crate::trace_ingest::{TraceId, TraceSummary};
 
-const INDEX_COLUMNS: i16 = 12;
+/// The columns of a `trace_index` COPY tuple, in order (the writer names them in its COPY).
+pub const INDEX_COLUMNS: [&str; 12] = [
+    "trace_id",
+    "block_key",
+    "frame_offset",
+    "frame_length",
+    "start_time",
+    "end_time",
+    "service",
+    "root_name",
+    "status",
+    "span_count",
+    "attributes",
+    "tenant",
+];
 
 /// `blocks/YYYY/MM/DD/HH/<xxh3-128 of the bytes>.tgb`: the cut hour first, so that retention
 /// lists and deletes whole days; the content hash last, so that a retried upload of the same
@@ -39,11 +53,11 @@ pub struct Frame {
     pub summary: TraceSummary,
 }
 
-/// One `trace_index` row, columns in the order `trace_writer.INDEX_COLUMNS` names them.
+/// One `trace_index` row, columns as in [`INDEX_COLUMNS`].
 pub fn index_row(buf: &mut Vec<u8>, key: &str, tenant: &str, frame: &Frame) {
     let s = &frame.summary;
     let attributes: Vec<u64> = s.attributes.iter().map(|&h| h as u64).collect();
-    Tuple::begin(buf, INDEX_COLUMNS)
+    Tuple::begin(buf, INDEX_COLUMNS.len() as i16)
         .bytea(&frame.trace_id)
         .text(key)
         .int8(frame.offset as i64)

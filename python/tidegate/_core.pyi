@@ -8,6 +8,10 @@ from typing import Self, final
 from typing_extensions import Buffer
 
 __version__: str
+# The columns of the COPY tuples the core encodes, in order.
+SERIES_COLUMNS: tuple[str, ...]
+ROLLUP_COLUMNS: tuple[str, ...]
+TRACE_INDEX_COLUMNS: tuple[str, ...]
 
 class TidegateError(Exception):
     """Base class of every error raised by the Rust core."""

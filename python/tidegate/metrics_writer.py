@@ -20,7 +20,13 @@ import time
 import asyncpg
 
 from tidegate import checkpoints
-from tidegate._core import ExportSummary, MetricsBatch, MetricsCore
+from tidegate._core import (
+    ROLLUP_COLUMNS,
+    SERIES_COLUMNS,
+    ExportSummary,
+    MetricsBatch,
+    MetricsCore,
+)
 from tidegate.checkpoints import I64_MAX, NONE_OPEN, Checkpoint
 from tidegate.config import Config
 from tidegate.intake import Accepted, Intake
@@ -31,56 +37,6 @@ from tidegate.write_retry import TRANSIENT_ERRORS, Backoff, refuses_the_data
 
 log = logging.getLogger(__name__)
 
-# The columns of the core's `series` tuples (rust/rows.rs, SERIES_COLUMNS), named so that
-# a column added to the table later cannot shift them.
-SERIES_COLUMNS = (
-    "id",
-    "fingerprint",
-    "metric_name",
-    "metric_type",
-    "temporality",
-    "monotonic",
-    "unit",
-    "description",
-    "resource",
-    "scope",
-    "attributes",
-    "first_seen",
-    "tenant",
-)
-# The columns of the core's `rollups` tuples (rust/rollup_rows.rs, ROLLUP_COLUMNS).
-ROLLUP_COLUMNS = (
-    "series_id",
-    "window_start",
-    "window_seconds",
-    "epoch_start",
-    "points",
-    "count",
-    "sum",
-    "min",
-    "max",
-    "first_time",
-    "first_value",
-    "last_time",
-    "last_value",
-    "digest",
-    "p50",
-    "p90",
-    "p95",
-    "p99",
-    "p999",
-    "bounds",
-    "bucket_counts",
-    "exp_scale",
-    "exp_zero_count",
-    "exp_positive_offset",
-    "exp_positive",
-    "exp_negative_offset",
-    "exp_negative",
-    "quantiles",
-    "quantile_values",
-    "tenant",
-)
 # COPY target of each payload and its columns (None: every column, in table order), in the
 # order they are written (series first: readers join on it).
 POINT_TABLES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (

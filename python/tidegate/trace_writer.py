@@ -18,7 +18,7 @@ import time
 
 import asyncpg
 
-from tidegate._core import TraceBlock, TraceCore, TraceExportSummary
+from tidegate._core import TRACE_INDEX_COLUMNS, TraceBlock, TraceCore, TraceExportSummary
 from tidegate.checkpoints import Checkpoint
 from tidegate.config import Config
 from tidegate.intake import Accepted, Intake
@@ -36,21 +36,6 @@ POLL_SECONDS = 0.25
 RETRIED_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, ObjectStoreError)
 COMMAND_TIMEOUT_SECONDS = 120.0
 SINK = "traces"
-# The columns of the core's index COPY rows, in their order (trace_index.rs `index_row`).
-INDEX_COLUMNS = (
-    "trace_id",
-    "block_key",
-    "frame_offset",
-    "frame_length",
-    "start_time",
-    "end_time",
-    "service",
-    "root_name",
-    "status",
-    "span_count",
-    "attributes",
-    "tenant",
-)
 
 
 async def delete_orphan_blocks(conn: asyncpg.Connection, store: ObjectStore) -> int:
@@ -289,7 +274,7 @@ class TraceWriter:
             await conn.copy_to_table(
                 "trace_index",
                 source=io.BytesIO(block.index_copy),
-                columns=INDEX_COLUMNS,
+                columns=TRACE_INDEX_COLUMNS,
                 format="binary",
             )
             await conn.execute(

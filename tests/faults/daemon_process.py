@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.moto_s3 import DUMMY_ENVIRONMENT, REGION, free_port
+from tests.integration.moto_s3 import DUMMY_ENVIRONMENT, REGION
+from tests.ports import free_port
 
 TIDEGATE = [sys.executable, "-m", "tidegate.cli"]
 SPOOL_DEFAULT = os.environ.get("TIDEGATE_TEST_SPOOL", "1") != "0"

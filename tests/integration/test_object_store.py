@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.integration.moto_s3 import REGION, free_port, running_moto_server
+from tests.integration.moto_s3 import REGION, running_moto_server
+from tests.ports import free_port
 from tidegate.object_store import (
     BlockNotFound,
     FileStore,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.moto_s3 import free_port
+from tests.ports import free_port
 
 TIDEGATE = [sys.executable, "-m", "tidegate.cli"]
 WATCHDOG_USEC = 400_000  # pings every 0.2 s

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ import asyncpg
 import pytest
 
 from tests import payloads as p
+from tests.ports import free_port
 from tidegate.database import start_embedded_server
 
 CONFIGS = Path(__file__).parent.parent / "data" / "config"
 TIDEGATE = [sys.executable, "-m", "tidegate.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -23,8 +23,9 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as ts
 
 from tests import payloads as p
-from tests.integration.test_serve_command import free_port, serve, terminate
+from tests.integration.test_serve_command import serve, terminate
 from tests.ops.conftest import PrometheusTools
+from tests.ports import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -78,6 +78,55 @@ def operations() -> dashboard.Dashboard:
             [promql(p95("tidegate_export_duration_seconds", "signal"), "{{signal}}")],
         )
     )
+    board.with_row(dashboard.Row("Tenants").id(ids()))
+    board.with_panel(
+        graph(
+            ids,
+            "Requests by tenant",
+            "reqps",
+            [
+                promql(
+                    f"sum by (tenant, status) (rate(tidegate_export_requests_total{RATE}))",
+                    "{{tenant}} {{status}}",
+                )
+            ],
+            description="UNAUTHENTICATED (empty tenant): refused keys. "
+            "RESOURCE_EXHAUSTED: over a rate limit.",
+            width=8,
+        )
+    )
+    board.with_panel(
+        graph(
+            ids,
+            "Throttled requests",
+            "reqps",
+            [
+                promql(
+                    f"sum by (tenant, signal) (rate(tidegate_throttled_requests_total{RATE}))",
+                    "{{tenant}} {{signal}}",
+                )
+            ],
+            description="Refused with RESOURCE_EXHAUSTED and RetryInfo (limits.<tenant>.*).",
+            width=8,
+        )
+    )
+    board.with_panel(
+        graph(
+            ids,
+            "Active series and sampled-out spans",
+            "short",
+            [
+                promql("sum by (tenant) (tidegate_active_series)", "{{tenant}} active series", "A"),
+                promql(
+                    f"sum by (tenant) (rate(tidegate_spans_sampled_out_total{RATE}))",
+                    "{{tenant}} spans sampled out/s",
+                    "B",
+                ),
+            ],
+            description="Active series: what cardinality.<tenant>.max_active_series limits.",
+            width=8,
+        )
+    )
     board.with_row(dashboard.Row("Buffers and spool").id(ids()))
     board.with_panel(
         graph(

@@ -221,6 +221,20 @@ impl MetricsCore {
         now_ns: i64,
         given: Option<u64>,
     ) -> Result<IngestOutcome, CoreError> {
+        self.ingest_limited(tenant, bytes, now_ns, given, given.is_none())
+    }
+
+    /// [`Self::ingest_as`], with the active-series limit applied (`limited`) or not whatever
+    /// `given` is: a deferred request, answered from [`Self::check_as`] and ingested later
+    /// under the number `check_as` gave it, meets the limit as its answer said.
+    pub fn ingest_limited(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+        now_ns: i64,
+        given: Option<u64>,
+        limited: bool,
+    ) -> Result<IngestOutcome, CoreError> {
         let mut spare = Vec::new();
         let view = otlp_decode::decode_request(bytes, &mut spare)?;
         let mut staged = decode::stage_request(view, tenant, now_ns, &self.limits);
@@ -228,7 +242,7 @@ impl MetricsCore {
         staged.tenant = index;
         self.note_arrival(now_ns);
         let limit = self.series_limit(tenant);
-        let mut budget = SeriesBudget::new(&slot, limit, given.is_some(), false);
+        let mut budget = SeriesBudget::new(&slot, limit, !limited, false);
         let (admitted, seq) = {
             let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
             // Given out first, so the windows know it; the gate keeps it in this batch.

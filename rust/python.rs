@@ -296,7 +296,7 @@ impl MetricsCore {
 
     // The tenant defaults are the literal of `tenants::DEFAULT_TENANT`: a constant would show
     // as `...` in the signature Python sees (and stubtest compares).
-    #[pyo3(signature = (request, now_ns, seq = None, *, tenant = "default"))]
+    #[pyo3(signature = (request, now_ns, seq = None, *, tenant = "default", deferred = false))]
     fn ingest(
         &self,
         py: Python<'_>,
@@ -304,11 +304,17 @@ impl MetricsCore {
         now_ns: i64,
         seq: Option<u64>,
         tenant: &str,
+        deferred: bool,
     ) -> PyResult<ExportSummary> {
         // Sound to use across `detach`: `bytes` objects are immutable and `request` keeps this
         // one alive until we return.
         let bytes = request.as_bytes();
-        let outcome = without_gil(py, || self.inner.ingest_as(tenant, bytes, now_ns, seq))?;
+        // A replayed record is never refused by the series limit; a deferred one meets it.
+        let limited = seq.is_none() || deferred;
+        let outcome = without_gil(py, || {
+            self.inner
+                .ingest_limited(tenant, bytes, now_ns, seq, limited)
+        })?;
         Ok(export_summary(py, outcome))
     }
 

@@ -149,7 +149,13 @@ class MetricsCore:
 
     def __new__(cls, limits: CoreLimits, rollups: RollupSettings) -> Self: ...
     def ingest(
-        self, request: bytes, now_ns: int, seq: int | None = None, *, tenant: str = "default"
+        self,
+        request: bytes,
+        now_ns: int,
+        seq: int | None = None,
+        *,
+        tenant: str = "default",
+        deferred: bool = False,
     ) -> ExportSummary:
         """Decode ``ExportMetricsServiceRequest`` bytes sent for ``tenant`` and buffer every
         valid point, under spool sequence number ``seq`` (a replayed record) or the next one
@@ -158,7 +164,9 @@ class MetricsCore:
         The tenant's name begins the canonical form of each series, so two tenants never
         share a series. Points of series that are not active while the tenant is at its
         active-series limit are rejected (``series_limit``); a replayed record (``seq``
-        given) was acknowledged already and is never refused.
+        given) was acknowledged already and is never refused, unless it is ``deferred``: a
+        request answered from ``check`` and ingested now under the ``seq`` it got there meets
+        the limit, as its answer said.
 
         Raises ``DecodeError`` when the bytes are not a decodable request.
         """

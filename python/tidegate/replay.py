@@ -38,9 +38,14 @@ def record_tenant(record: SpoolRecord) -> str:
     return record.tenant or DEFAULT_TENANT
 
 
-def ingest_record(core: Any, record: SpoolRecord) -> Any:
-    """Ingest a spool record again under its own sequence number, for its tenant."""
-    return core.ingest(record.payload, record.now_ns, record.seq, tenant=record_tenant(record))
+def ingest_record(core: Any, record: SpoolRecord, *, deferred: bool = False) -> Any:
+    """Ingest a spool record again under its own sequence number, for its tenant. A
+    ``deferred`` one (answered from the core's ``check``) meets the metrics core's series limit
+    as that answer said; a replayed one was acknowledged already and never is refused."""
+    tenant = record_tenant(record)
+    if deferred and isinstance(core, MetricsCore):
+        return core.ingest(record.payload, record.now_ns, record.seq, tenant=tenant, deferred=True)
+    return core.ingest(record.payload, record.now_ns, record.seq, tenant=tenant)
 
 
 def replay_metrics_rollups(
@@ -156,7 +161,7 @@ def _ingest_deferred(
                 return ingested
             time.sleep(FULL_QUEUE_PAUSE_SECONDS)
         try:
-            ingest_record(core, record)
+            ingest_record(core, record, deferred=True)
         except DecodeError as exc:  # it passed the same check when it was accepted
             log.error("deferred %s record %d no longer decodes (%s)", signal, record.seq, exc)
         intake.deferred.discard(record.seq)

@@ -192,6 +192,28 @@ fn replayed_requests_are_never_refused() {
 }
 
 #[test]
+fn a_deferred_request_meets_the_limit_its_check_answered_with() {
+    let core = core();
+    core.set_series_limits(limits(&[("acme", 2)], None));
+    let bytes = request(vec![hosts(5, 1, T)]);
+    let answered = core.check_as("acme", &bytes, NOW).unwrap();
+    assert_eq!((answered.accepted_points, answered.rejected_points), (2, 3));
+    // Ingested later under the number its check gave it: the same verdict, so the points the
+    // client was told were rejected are not stored.
+    let out = core
+        .ingest_limited("acme", &bytes, NOW, Some(answered.seq), true)
+        .unwrap();
+    assert_eq!(
+        (out.accepted_points, out.rejected_points, out.seq),
+        (2, 3, answered.seq)
+    );
+    assert_eq!(series_limit_rejections(&out), 3);
+    assert_eq!(core.active_series("acme"), 2);
+    let batch = core.take_batch_at(NOW, true, true).unwrap();
+    assert_eq!(tuples(&batch.series_copy).len(), 2);
+}
+
+#[test]
 fn limits_are_raised_and_lowered_in_place() {
     let core = core();
     core.set_series_limits(limits(&[("acme", 1)], None));

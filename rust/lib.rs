@@ -79,6 +79,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<python::MetricsCore>()?;
     m.add_class::<python::RollupSettings>()?;
     m.add_function(wrap_pyfunction!(python::histogram_quantile, m)?)?;
+    m.add_function(wrap_pyfunction!(python::request_digest, m)?)?;
     m.add_class::<python_traces::TraceSettings>()?;
     m.add_class::<python_traces::TraceCore>()?;
     m.add_class::<python_traces::TraceBlock>()?;

@@ -31,6 +31,11 @@ def histogram_quantile(
     ``bounds``, ``len(bounds) + 1`` counts), interpolated inside its bucket and clamped to the
     observed ``min``/``max``; ``None`` when the histogram is empty."""
 
+def request_digest(signal: str, tenant: str, request: bytes) -> bytes:
+    """The 16-byte identity of an Export request: xxh3-128 of signal, tenant and bytes, each
+    field ended by a zero byte (the request last), big-endian. Equal bytes of one tenant are
+    a resend."""
+
 @final
 class RollupSettings:
     """How points are windowed into rollups."""

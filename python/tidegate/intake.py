@@ -9,13 +9,13 @@ accepted requests whose rows go into ``tidegate_accepted_requests`` with their d
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from tidegate._core import request_digest
 from tidegate.spool import SeqSet, Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,9 @@ NS_PER_SECOND = 1_000_000_000
 
 
 def request_hash(signal: str, tenant: str, request: bytes) -> bytes:
-    """The 16-byte identity of a request: equal bytes from the same tenant are a resend."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{signal}\0{tenant}\0".encode())
-    h.update(request)
-    return h.digest()
+    """The 16-byte identity of a request: equal bytes from the same tenant are a resend.
+    xxh3-128 in the core: BLAKE2b here cost about 6 % of the daemon's CPU at full load."""
+    return request_digest(signal, tenant, request)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from tidegate.config import DEFAULT_TENANT
+from tidegate.config import DEFAULT_TENANT, TENANT_NAME
 from tidegate.errors import AuthenticationError, TenantNameError
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ KEY_ID_BYTES = 6  # 12 hex digits: an id, not a secret
 SECRET_BYTES = 32
 KEY_FORMAT = re.compile(r"tg_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 KEY_ID_FORMAT = re.compile(r"[0-9a-f]{12}")
-TENANT_FORMAT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 MISSING = "missing API key: send 'authorization: Bearer <key>'"
 MALFORMED = "invalid API key: send 'authorization: Bearer tg_<key id>_<secret>'"
@@ -45,7 +44,7 @@ _NO_SUCH_KEY = hashlib.sha256(b"no such key").digest()
 
 def check_tenant(tenant: str) -> str:
     """Return ``tenant`` if it is a valid tenant name, else raise TenantNameError."""
-    if not TENANT_FORMAT.fullmatch(tenant):
+    if not TENANT_NAME.fullmatch(tenant):
         raise TenantNameError(
             f"invalid tenant name {tenant!r}: use 1 to 63 characters of a-z, 0-9, '_' and '-', "
             "starting with a letter or digit"

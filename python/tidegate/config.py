@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ MIB = 1024 * 1024
 # The tenant of requests that carry no API key (when keys are not required), and of every row
 # stored before tenants existed.
 DEFAULT_TENANT = "default"
+# What a tenant name may be (API keys, live settings, metric labels): 1 to 63 of a-z, 0-9, '_'
+# and '-', starting with a letter or digit. Match with fullmatch.
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 # Environment variables with this prefix are configuration, except these, which the test
 # suite and CI read themselves.

@@ -11,12 +11,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from tidegate.config import TENANT_NAME
 from tidegate.errors import ConfigError
 
 #: A validated value: floats for rates, bursts and ratios, ints for counts, str for log_level.
 Value = int | float | str
 
-TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 #: The key that applies to every tenant (or service) without a value of its own.
 ANY = "*"
 LIMIT_KINDS = ("points", "spans", "requests")
@@ -156,9 +156,9 @@ def spec_for(key: str) -> KeySpec:
 
 
 def _check_tenant(key: str, tenant: str) -> None:
-    if tenant != ANY and not TENANT.match(tenant):
+    if tenant != ANY and not TENANT_NAME.fullmatch(tenant):
         raise ConfigError(
-            f"{key}: tenant {_echo(tenant)} must be * or match {TENANT.pattern} "
+            f"{key}: tenant {_echo(tenant)} must be * or match {TENANT_NAME.pattern} "
             "(lowercase letters, digits, _ and -)"
         )
 

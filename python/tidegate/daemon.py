@@ -22,24 +22,23 @@ import grpc
 from tidegate import api_keys, checkpoints, tls
 from tidegate._core import (
     CoreLimits,
-    ExportSummary,
     MetricsCore,
     RollupSettings,
     TraceCore,
-    TraceExportSummary,
     TraceSettings,
 )
 from tidegate.api_keys import ApiKeys
 from tidegate.config import Config, parse_listen
+from tidegate.daemon_wiring import LiveApplier, make_signals, report_active_series
 from tidegate.database import Database, open_database
 from tidegate.grpc_auth import AuthInterceptor
 from tidegate.http_server import HttpServer, TraceApi
 from tidegate.intake import Intake, spool_id
-from tidegate.live import LiveSettings, LiveSnapshot
+from tidegate.live import LiveSettings
 from tidegate.metrics_writer import MetricsWriter
 from tidegate.object_store import ObjectStore
 from tidegate.ratelimit import TenantLimiter
-from tidegate.receiver import METRICS_SERVICE, TRACE_SERVICE, Receiver, Signal
+from tidegate.receiver import METRICS_SERVICE, TRACE_SERVICE, Receiver
 from tidegate.replay import catch_up, replay_metrics_rollups, replay_uncommitted
 from tidegate.retention import Retention
 from tidegate.spool import Spool
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 NS_PER_SECOND = 1_000_000_000
 # At shutdown, how long new calls are refused with RetryInfo before the listener closes.
 SHUTDOWN_NOTICE_SECONDS = 0.5
-ACTIVE_SERIES_REPORT_SECONDS = 5.0
 
 
 class Daemon:
@@ -91,7 +89,6 @@ class Daemon:
         self.api_keys = ApiKeys()
         self.limiter = TenantLimiter()
         self.live: LiveSettings | None = None
-        self._retention: Retention | None = None
         self.database: Database | None = None
         self.store: ObjectStore | None = None
         self.writer: MetricsWriter | None = None
@@ -220,7 +217,7 @@ class Daemon:
         )
         self.trace_core.start_seqs_at(traces_intake.next_seq_floor())
 
-        self._retention = retention = Retention(config, self.database.dsn, store, self.telemetry)
+        retention = Retention(config, self.database.dsn, store, self.telemetry)
         self._start_task(retention.run(), "tidegate-retention", retention.stop)
 
         # Before the listener: the first request already meets the live limits.
@@ -232,8 +229,9 @@ class Daemon:
         )
         await live.start()
         stack.push_async_callback(live.stop)
-        self._apply_live(live.snapshot)
-        live.subscribe(self._apply_live)
+        apply = LiveApplier(self.core, self.trace_core, self.limiter, retention)
+        apply(live.snapshot)
+        live.subscribe(apply)
 
         self._start_cancellable(
             api_keys.watch(
@@ -244,8 +242,13 @@ class Daemon:
             ),
             "tidegate-api-keys",
         )
-        self._start_cancellable(self._report_active_series(), "tidegate-active-series")
-        signals = self._signals(writer, trace_writer)
+        self._start_cancellable(
+            report_active_series(self.core, self.telemetry.active_series),
+            "tidegate-active-series",
+        )
+        signals = make_signals(
+            self.core, self.trace_core, writer, trace_writer, self.intakes, self.telemetry
+        )
         for signal in signals:
             if signal.intake.durable:
                 stop_catching_up = asyncio.Event()
@@ -273,76 +276,11 @@ class Daemon:
         if self.live is not None:
             await self.live.reload()
 
-    def _apply_live(self, snapshot: LiveSnapshot) -> None:
-        """Puts live settings into force, in place: no state is lost."""
-        limits, default = snapshot.series_limits()
-        self.core.set_series_limits(limits, default)
-        if snapshot.window_seconds != self.core.window_seconds:
-            self.core.set_window_seconds(snapshot.window_seconds)
-        ratios, default_ratio = snapshot.sampling()
-        self.trace_core.set_sampling(ratios, default_ratio)
-        try:
-            self.limiter.configure(snapshot.limit)
-        except ValueError as exc:  # validated already; a limit the buckets cannot hold
-            log.error("live settings: rate limits not changed: %s", exc)
-        if self._retention is not None:
-            self._retention.set_days(snapshot.metrics_days, snapshot.traces_days)
-        logging.getLogger("tidegate").setLevel(snapshot.log_level.upper())
-
     def _authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
         return self.api_keys.authenticate(metadata, required=self.config.auth.required)
 
     def _authenticate_http(self, authorization: str | None) -> str:
         return self.api_keys.authenticate_header(authorization, required=self.config.auth.required)
-
-    def _signals(self, writer: MetricsWriter, trace_writer: TraceWriter) -> list[Signal]:
-        """How the receiver reaches each signal's core, writer and intake."""
-        core, trace_core = self.core, self.trace_core
-        sampled_out = self.telemetry.spans_sampled_out
-
-        def account_metrics(summary: ExportSummary, tenant: str) -> None:
-            writer.account(summary)
-
-        def account_traces(summary: TraceExportSummary, tenant: str) -> None:
-            trace_writer.account(summary)
-            if summary.sampled_out_spans:
-                sampled_out.labels(tenant).inc(summary.sampled_out_spans)
-
-        return [
-            Signal(
-                "metrics",
-                METRICS_SERVICE,
-                lambda request, now_ns, tenant: core.ingest(request, now_ns, tenant=tenant),
-                lambda request, now_ns, tenant: core.check(request, now_ns, tenant=tenant),
-                writer.queue_full,
-                account_metrics,
-                lambda summary: int(summary.accepted_points),
-                self.intakes["metrics"],
-            ),
-            Signal(
-                "traces",
-                TRACE_SERVICE,
-                lambda request, now_ns, tenant: trace_core.ingest(request, now_ns, tenant=tenant),
-                lambda request, now_ns, tenant: trace_core.check(request, now_ns, tenant=tenant),
-                trace_writer.queue_full,
-                account_traces,
-                lambda summary: int(summary.accepted_spans),
-                self.intakes["traces"],
-            ),
-        ]
-
-    async def _report_active_series(self) -> None:
-        """Keeps `tidegate_active_series` in step with the core, every few seconds."""
-        gauge = self.telemetry.active_series
-        shown: set[str] = set()
-        while True:
-            counts = self.core.active_series_by_tenant()
-            for tenant, count in counts.items():
-                gauge.labels(tenant).set(count)
-            for gone in shown - counts.keys():
-                gauge.remove(gone)
-            shown = set(counts)
-            await asyncio.sleep(ACTIVE_SERIES_REPORT_SECONDS)
 
     async def _open_intakes(self) -> None:
         """One spool per signal (none in memory mode), recovered; a spool that cannot be

@@ -24,9 +24,11 @@ from tidegate.config import Config
 from tidegate.traces import get_trace, open_trace_store
 
 INDEX_TIMEOUT_S = 300.0
+# The index partitions and the blocks' rows (their keys and frame dictionaries).
 INDEX_SIZE_SQL = (
-    "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint FROM pg_inherits"
-    " WHERE inhparent = 'trace_index'::regclass"
+    "SELECT (coalesce(sum(pg_total_relation_size(inhrelid)), 0)"
+    " + coalesce(pg_total_relation_size(to_regclass('trace_blocks')), 0))::bigint"
+    " FROM pg_inherits WHERE inhparent = 'trace_index'::regclass"
 )
 INDEXED_SQL = "SELECT coalesce(sum(span_count), 0)::bigint, count(*) FROM trace_index"
 # Counters of the daemon's /metrics this benchmark reads.
@@ -129,7 +131,8 @@ def wait_indexed(dsn: str, metrics_url: str, expected: int) -> float:
 
 
 async def index_size(dsn: str) -> int:
-    """Bytes of the ``trace_index`` partitions, their indexes and TOAST included."""
+    """Bytes of the ``trace_index`` partitions and of ``trace_blocks``, their indexes and
+    TOAST included."""
     conn = await asyncpg.connect(dsn)
     try:
         return int(await conn.fetchval(INDEX_SIZE_SQL))

@@ -7,6 +7,8 @@
 pub const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Type oid of `int8`, used as the element type of `bigint[]`.
 pub const OID_INT8: u32 = 20;
+/// Type oid of `int4`, used as the element type of `integer[]`.
+pub const OID_INT4: u32 = 23;
 /// Type oid of `float8`, used as the element type of `double precision[]`.
 pub const OID_FLOAT8: u32 = 701;
 /// Type oid of `timestamptz`, used as the element type of `timestamptz[]`.
@@ -146,6 +148,12 @@ impl<'a> Tuple<'a> {
     /// Writes the length and header of a 1-D array of `len` 8-byte elements, `nulls` of them
     /// NULL. An empty array uses ndim 0, as PostgreSQL itself sends `'{}'`.
     fn array8_header(&mut self, oid: u32, len: usize, nulls: usize) {
+        self.array_header(oid, 8, len, nulls);
+    }
+
+    /// Writes the length and header of a 1-D array of `len` elements of `width` bytes,
+    /// `nulls` of them NULL (each element carries a 4-byte length; a NULL has no bytes).
+    fn array_header(&mut self, oid: u32, width: usize, len: usize, nulls: usize) {
         if len == 0 {
             self.len(12);
             self.buf.extend_from_slice(&0i32.to_be_bytes());
@@ -153,7 +161,7 @@ impl<'a> Tuple<'a> {
             self.buf.extend_from_slice(&oid.to_be_bytes());
             return;
         }
-        self.len(20 + len * 12 - nulls * 8);
+        self.len(20 + len * (4 + width) - nulls * width);
         self.buf.extend_from_slice(&1i32.to_be_bytes());
         self.buf
             .extend_from_slice(&i32::from(nulls > 0).to_be_bytes());
@@ -195,6 +203,16 @@ impl<'a> Tuple<'a> {
         values
             .iter()
             .for_each(|&v| self.element8((v as i64).to_be_bytes()));
+        self
+    }
+
+    /// An `integer[]` field.
+    pub fn int4_array(&mut self, values: &[i32]) -> &mut Self {
+        self.array_header(OID_INT4, 4, values.len(), 0);
+        for v in values {
+            self.buf.extend_from_slice(&4i32.to_be_bytes());
+            self.buf.extend_from_slice(&v.to_be_bytes());
+        }
         self
     }
 

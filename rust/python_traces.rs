@@ -23,8 +23,16 @@ pub struct TraceSettings {
 #[pymethods]
 impl TraceSettings {
     #[new]
-    #[pyo3(signature = (*, block_max_bytes = 8_388_608, block_max_age_seconds = 5.0, zstd_level = 3))]
-    fn new(block_max_bytes: usize, block_max_age_seconds: f64, zstd_level: i32) -> PyResult<Self> {
+    #[pyo3(signature = (
+        *, block_max_bytes = 8_388_608, block_max_age_seconds = 5.0, zstd_level = 3,
+        dictionary_bytes = 65_536,
+    ))]
+    fn new(
+        block_max_bytes: usize,
+        block_max_age_seconds: f64,
+        zstd_level: i32,
+        dictionary_bytes: usize,
+    ) -> PyResult<Self> {
         if block_max_bytes == 0
             || block_max_age_seconds.is_nan()
             || block_max_age_seconds <= 0.0
@@ -38,6 +46,7 @@ impl TraceSettings {
             block_max_bytes,
             block_max_age_ns: (block_max_age_seconds * 1e9) as i64,
             zstd_level,
+            dictionary_bytes,
         };
         Ok(TraceSettings { inner })
     }
@@ -66,7 +75,11 @@ pub struct TraceBlock {
     #[pyo3(get)]
     key: String,
     #[pyo3(get)]
+    id: i64,
+    #[pyo3(get)]
     data: Py<PyBytes>,
+    #[pyo3(get)]
+    dictionary: Py<PyBytes>,
     #[pyo3(get)]
     index_copy: Py<PyBytes>,
     #[pyo3(get)]
@@ -146,7 +159,9 @@ impl TraceCore {
         let block = without_gil(py, || self.inner.take_block(now_ns, force))?;
         Some(TraceBlock {
             key: block.key,
+            id: block.id,
             data: PyBytes::new(py, &block.data).unbind(),
+            dictionary: PyBytes::new(py, &block.dictionary).unbind(),
             index_copy: PyBytes::new(py, &block.index_copy).unbind(),
             traces: block.traces,
             spans: block.spans,
@@ -174,20 +189,26 @@ fn summary(py: Python<'_>, outcome: trace_blocks::TraceIngestOutcome) -> TraceEx
 
 /// The search hash of a `key=value` span attribute, as `trace_index.attributes` holds it.
 #[pyfunction]
-pub fn attribute_hash(pair: &str) -> i64 {
+pub fn attribute_hash(pair: &str) -> i32 {
     crate::trace_ingest::attribute_hash(pair)
 }
 
-fn joined_trace(frames: &[Vec<u8>]) -> Result<TracesData, CoreError> {
-    let slices: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+/// A stored frame and the (compressed) dictionary of its block, empty when it has none.
+type StoredFrame = (Vec<u8>, Vec<u8>);
+
+fn joined_trace(frames: &[StoredFrame]) -> Result<TracesData, CoreError> {
+    let slices: Vec<(&[u8], &[u8])> = frames
+        .iter()
+        .map(|(f, d)| (f.as_slice(), d.as_slice()))
+        .collect();
     trace_read::decode_trace(&trace_read::join_frames(&slices)?)
 }
 
-/// Frames of one trace (from one or more blocks) → its OTLP JSON, `{"resourceSpans": ...}`,
-/// or `{"batches": ...}` with `tempo`; each span once.
+/// Frames of one trace (from one or more blocks, each with its block's dictionary) → its
+/// OTLP JSON, `{"resourceSpans": ...}`, or `{"batches": ...}` with `tempo`; each span once.
 #[pyfunction]
 #[pyo3(signature = (frames, *, tempo = false))]
-pub fn read_trace_json(py: Python<'_>, frames: Vec<Vec<u8>>, tempo: bool) -> PyResult<String> {
+pub fn read_trace_json(py: Python<'_>, frames: Vec<StoredFrame>, tempo: bool) -> PyResult<String> {
     let data = without_gil(py, || joined_trace(&frames))?;
     Ok(trace_read::trace_json(&data, tempo))
 }
@@ -196,7 +217,7 @@ pub fn read_trace_json(py: Python<'_>, frames: Vec<Vec<u8>>, tempo: bool) -> PyR
 #[pyfunction]
 pub fn read_trace_protobuf<'py>(
     py: Python<'py>,
-    frames: Vec<Vec<u8>>,
+    frames: Vec<StoredFrame>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let bytes = without_gil(py, || {
         joined_trace(&frames).map(|d| trace_read::trace_protobuf(&d))

@@ -7,7 +7,7 @@ use crate::trace_ingest::{TraceId, TraceSummary};
 /// The columns of a `trace_index` COPY tuple, in order (the writer names them in its COPY).
 pub const INDEX_COLUMNS: [&str; 12] = [
     "trace_id",
-    "block_key",
+    "block_id",
     "frame_offset",
     "frame_length",
     "start_time",
@@ -20,14 +20,28 @@ pub const INDEX_COLUMNS: [&str; 12] = [
     "tenant",
 ];
 
-/// `blocks/YYYY/MM/DD/HH/<xxh3-128 of the bytes>.tgb`: the cut hour first, so that retention
-/// lists and deletes whole days; the content hash last, so that a retried upload of the same
-/// block writes the same object.
-pub fn block_key(now_ns: i64, data: &[u8]) -> String {
+/// The content hash of a block: xxh3-128 of its frames and of the dictionary they were
+/// compressed with (the same frames under another dictionary are other spans).
+pub fn block_hash(data: &[u8], dictionary: &[u8]) -> u128 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(data);
+    hasher.update(dictionary);
+    hasher.digest128()
+}
+
+/// `blocks/YYYY/MM/DD/HH/<content hash>.tgb`: the cut hour first, so that retention lists
+/// and deletes whole days; the content hash last, so that a retried upload of the same block
+/// writes the same object.
+pub fn block_key(now_ns: i64, hash: u128) -> String {
     let (year, month, day) = civil_from_days(utc_day(now_ns));
     let hour = now_ns.rem_euclid(86_400_000_000_000) / 3_600_000_000_000;
-    let hash = xxhash_rust::xxh3::xxh3_128(data);
     format!("blocks/{year:04}/{month:02}/{day:02}/{hour:02}/{hash:032x}.tgb")
+}
+
+/// A block's id in `trace_blocks` and in its index rows: the low 64 bits of its content hash,
+/// so that a retried commit of the same block names the same row.
+pub fn block_id(hash: u128) -> i64 {
+    hash as i64
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
@@ -53,21 +67,23 @@ pub struct Frame {
     pub summary: TraceSummary,
 }
 
-/// One `trace_index` row, columns as in [`INDEX_COLUMNS`].
-pub fn index_row(buf: &mut Vec<u8>, key: &str, tenant: &str, frame: &Frame) {
+/// One `trace_index` row, columns as in [`INDEX_COLUMNS`]. Offsets are `integer`: a block
+/// is far below 2 GiB (`traces.block_max_bytes` is at most 1 GiB before compression).
+pub fn index_row(buf: &mut Vec<u8>, block_id: i64, tenant: &str, frame: &Frame) {
     let s = &frame.summary;
-    let attributes: Vec<u64> = s.attributes.iter().map(|&h| h as u64).collect();
+    let attributes: Vec<i32> = s.attributes.iter().copied().collect();
+    let int4 = |n: usize| i32::try_from(n).expect("trace block larger than 2 GiB");
     Tuple::begin(buf, INDEX_COLUMNS.len() as i16)
         .bytea(&frame.trace_id)
-        .text(key)
-        .int8(frame.offset as i64)
-        .int8(frame.length as i64)
+        .int8(block_id)
+        .int4(int4(frame.offset))
+        .int4(int4(frame.length))
         .timestamptz_ns(s.start_ns)
         .timestamptz_ns(s.end_ns)
         .text(s.service())
         .opt_text(s.root_name.as_deref())
         .int4(i32::from(s.status))
         .int4(s.spans as i32)
-        .int8_array(&attributes)
+        .int4_array(&attributes)
         .text(tenant);
 }

@@ -20,16 +20,19 @@ use crate::trace_sampling::SamplingRatios;
 /// A trace id: 16 bytes, not all zero.
 pub type TraceId = [u8; 16];
 
-/// Attribute pairs kept per trace and block for search, as 64-bit hashes of `key=value`
+/// Attribute pairs kept per trace and block for search, as 32-bit hashes of `key=value`
 /// (see [`attribute_hash`]): enough to find a trace by its route, status code, user or
 /// tenant. Hashes, not text: a row stays small and its GIN entries few, which is most of what
 /// indexing costs per span.
 const MAX_SEARCH_ATTRIBUTES: usize = 16;
 const MAX_SEARCH_VALUE_BYTES: usize = 256;
 
-/// The search hash of a `key=value` attribute pair (xxh3-64 of its UTF-8 bytes, as i64).
-pub fn attribute_hash(pair: &str) -> i64 {
-    xxhash_rust::xxh3::xxh3_64(pair.as_bytes()) as i64
+/// The search hash of a `key=value` attribute pair: the low 32 bits of the xxh3-64 of its
+/// UTF-8 bytes, as i32. Four bytes, not eight: an index row's array and its GIN entries are
+/// half the size; a false match costs one more row in a search result, and is rare (16
+/// hashes per row: about one row in 2^28).
+pub fn attribute_hash(pair: &str) -> i32 {
+    xxhash_rust::xxh3::xxh3_64(pair.as_bytes()) as i32
 }
 
 /// OTLP `Status.code` values, as stored in the index.
@@ -55,7 +58,7 @@ pub struct TraceSummary {
     /// Worst status: error over ok over unset.
     pub status: i16,
     /// [`attribute_hash`]es of span attributes, at most `MAX_SEARCH_ATTRIBUTES`.
-    pub attributes: BTreeSet<i64>,
+    pub attributes: BTreeSet<i32>,
 }
 
 impl TraceSummary {
@@ -141,7 +144,7 @@ fn string_of(kvs: &[KeyValue], key: &str) -> Option<String> {
         })
 }
 
-fn search_pairs(kvs: &[KeyValue], out: &mut BTreeSet<i64>) {
+fn search_pairs(kvs: &[KeyValue], out: &mut BTreeSet<i32>) {
     for kv in kvs {
         if out.len() >= MAX_SEARCH_ATTRIBUTES {
             return;

@@ -11,13 +11,27 @@ use crate::error::CoreError;
 /// and blocks are cut at a few MiB): a corrupt length field cannot make us allocate more.
 const MAX_FRAME_BYTES: usize = 256 << 20;
 
-/// Decompresses frames (each one trace's spans in one block) and concatenates them: the
-/// result is one encoded `TracesData` holding every span. `Err` names the frame's position.
-pub fn join_frames(frames: &[&[u8]]) -> Result<Vec<u8>, CoreError> {
+/// A block's dictionary is the first traces of the block, up to `dictionary_bytes`.
+const MAX_DICTIONARY_BYTES: usize = 64 << 20;
+
+/// Decompresses frames (each one trace's spans in one block, with the zstd-compressed
+/// dictionary of its block, empty when it has none) and concatenates them: the result is one
+/// encoded `TracesData` holding every span. `Err` names the frame's position.
+pub fn join_frames(frames: &[(&[u8], &[u8])]) -> Result<Vec<u8>, CoreError> {
     let mut out = Vec::new();
-    for (i, frame) in frames.iter().enumerate() {
-        let bytes = zstd::bulk::decompress(frame, MAX_FRAME_BYTES)
-            .map_err(|e| CoreError::FrameDecode(format!("frame {i}: {e}")))?;
+    for (i, (frame, dictionary)) in frames.iter().enumerate() {
+        let fail = |what: &str, e: std::io::Error| {
+            CoreError::FrameDecode(format!("frame {i}: {what}: {e}"))
+        };
+        let dictionary = if dictionary.is_empty() {
+            Vec::new()
+        } else {
+            zstd::bulk::decompress(dictionary, MAX_DICTIONARY_BYTES)
+                .map_err(|e| fail("its block's dictionary", e))?
+        };
+        let bytes = zstd::bulk::Decompressor::with_dictionary(&dictionary)
+            .and_then(|mut d| d.decompress(frame, MAX_FRAME_BYTES))
+            .map_err(|e| fail("the frame", e))?;
         out.extend_from_slice(&bytes);
     }
     Ok(out)

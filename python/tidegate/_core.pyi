@@ -298,8 +298,11 @@ class TraceSettings:
         block_max_bytes: int = 8_388_608,
         block_max_age_seconds: float = 5.0,
         zstd_level: int = 3,
+        dictionary_bytes: int = 65_536,
     ) -> Self:
-        """``ValueError`` unless sizes and ages are positive and the level is 1..19."""
+        """``ValueError`` unless sizes and ages are positive and the level is 1..19.
+        ``dictionary_bytes``: size of the raw-content dictionary (a block's first traces) its
+        frames are compressed with; 0 for none."""
 
 @final
 class TraceExportSummary:
@@ -329,9 +332,17 @@ class TraceBlock:
 
     @property
     def key(self) -> str:
-        """``blocks/YYYY/MM/DD/HH/<xxh3-128 of data>.tgb``: retried uploads rewrite one object."""
+        """``blocks/YYYY/MM/DD/HH/<xxh3-128 of data and dictionary>.tgb``: retried uploads
+        rewrite one object."""
+    @property
+    def id(self) -> int:
+        """The block's ``trace_blocks.block_id`` (the low 64 bits of the content hash), which
+        its index rows name."""
     @property
     def data(self) -> bytes: ...
+    @property
+    def dictionary(self) -> bytes:
+        """The zstd-compressed dictionary the frames were compressed with (empty: none)."""
     @property
     def index_copy(self) -> bytes:
         """A binary COPY stream for ``trace_index``."""
@@ -384,13 +395,15 @@ class TraceCore:
     @property
     def pending_spans(self) -> int: ...
 
-def read_trace_json(frames: list[bytes], *, tempo: bool = False) -> str:
-    """Stored frames of one trace → OTLP JSON (``{"batches": ...}`` with ``tempo``), each
-    span once; ``DecodeError`` when a frame does not decompress or decode."""
+def read_trace_json(frames: list[tuple[bytes, bytes]], *, tempo: bool = False) -> str:
+    """Stored frames of one trace, each with its block's dictionary (empty: none) → OTLP JSON
+    (``{"batches": ...}`` with ``tempo``), each span once; ``DecodeError`` when a frame does
+    not decompress or decode."""
 
 def attribute_hash(pair: str) -> int:
-    """The search hash (xxh3-64 as a signed integer) of a ``key=value`` span attribute, as
-    ``trace_index.attributes`` holds it."""
+    """The search hash (the low 32 bits of xxh3-64, as a signed integer) of a ``key=value``
+    span attribute, as ``trace_index.attributes`` holds it."""
 
-def read_trace_protobuf(frames: list[bytes]) -> bytes:
-    """Stored frames of one trace → an encoded ``TracesData``, each span once."""
+def read_trace_protobuf(frames: list[tuple[bytes, bytes]]) -> bytes:
+    """Stored frames of one trace (with their blocks' dictionaries) → an encoded
+    ``TracesData``, each span once."""

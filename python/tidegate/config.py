@@ -169,6 +169,9 @@ class TracesConfig:
     max_buffered_spans: int = 1_000_000
     # zstd level per frame: 3 is zstd's default, a good ratio at a few hundred MB/s.
     zstd_level: int = 3
+    # The frames of a block share a raw-content dictionary of this many bytes (its first
+    # traces), kept in the block's `trace_blocks` row; 0 compresses every frame alone.
+    dictionary_bytes: int = 64 * 1024
 
 
 @dataclass
@@ -257,6 +260,10 @@ class Config:
                 )
         if self.grpc.max_message_bytes > 1024 * MIB:
             raise ConfigError("grpc.max_message_bytes must be at most 1 GiB")
+        if self.traces.block_max_bytes > 1024 * MIB:
+            raise ConfigError("traces.block_max_bytes must be at most 1 GiB")
+        if not 0 <= self.traces.dictionary_bytes <= 16 * MIB:
+            raise ConfigError("traces.dictionary_bytes must be between 0 and 16 MiB")
         if self.ingest.flush_points > self.ingest.max_buffered_points:
             raise ConfigError("ingest.flush_points must not exceed ingest.max_buffered_points")
         if 3600 % self.rollups.window_seconds != 0:

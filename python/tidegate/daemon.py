@@ -83,6 +83,7 @@ class Daemon:
                 block_max_bytes=traces.block_max_bytes,
                 block_max_age_seconds=traces.block_max_age_seconds,
                 zstd_level=traces.zstd_level,
+                dictionary_bytes=traces.dictionary_bytes,
             )
         )
         # Which tenant a request belongs to, kept current from `tidegate_api_keys`.

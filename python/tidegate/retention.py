@@ -2,9 +2,10 @@
 schedule, by whichever daemon holds the retention lock.
 
 - Metrics: the day partitions of every point table and of ``rollups`` (``retention.metrics_days``).
-- Traces: the day partitions of ``trace_index``, then the blocks under the day's key prefix
-  ``blocks/YYYY/MM/DD/`` (``retention.traces_days``). Index rows go first, so no reader is ever
-  pointed at a deleted block.
+- Traces: the day partitions of ``trace_index``, the ``trace_blocks`` rows of blocks cut before
+  the day, then the blocks under the day's key prefix ``blocks/YYYY/MM/DD/``
+  (``retention.traces_days``). Index rows go first, so no reader is ever pointed at a deleted
+  block.
 
 The newest day kept is today; with the default ``ingest.max_past_seconds`` (30 days) no point
 can arrive for a day that retention has dropped.
@@ -103,6 +104,7 @@ class Retention:
                 await self._drop_partitions(conn, METRIC_TABLES, metrics_before, "metric_partition")
                 await self._drop_partitions(conn, TRACE_TABLES, traces_before, "trace_partition")
                 await timescale.drop_old_trace_chunks(conn, traces_before)
+                await self._forget_blocks(conn, traces_before)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_KEY)
         finally:
@@ -125,6 +127,15 @@ class Retention:
             await conn.execute(statement)
             self._telemetry.retention_dropped.labels(kind).inc()
             log.info("retention: dropped partition %s", name)
+
+    async def _forget_blocks(self, conn: asyncpg.Connection, before: dt.date) -> None:
+        """Delete the ``trace_blocks`` rows of the blocks about to be deleted: keys start with
+        their cut day, so the day's prefix orders them."""
+        result = await conn.execute(
+            "DELETE FROM trace_blocks WHERE block_key < $1", f"blocks/{before:%Y/%m/%d}/"
+        )
+        if result != "DELETE 0":
+            log.info("retention: forgot trace blocks cut before %s (%s)", before, result)
 
     async def _delete_blocks(self, before: dt.date) -> None:
         for year in await self._store.list_prefixes("blocks/"):

@@ -2,10 +2,11 @@
 
 Order matters: a `tidegate_pending_blocks` row naming the block commits first, then the block
 is stored (under a key derived from its bytes, so a retry rewrites the same object), then its
-`trace_index` rows commit with the spool checkpoint of the requests it holds and the deletion
-of the pending row. A reader never finds an index row whose block is missing, and a crash
-between upload and commit leaves a pending row that the next start uses to delete the orphan
-before it replays those requests. One task, one PostgreSQL connection.
+`trace_blocks` row (key and frame dictionary) and `trace_index` rows commit with the spool
+checkpoint of the requests it holds and the deletion of the pending row. A reader never finds
+an index row whose block is missing, and a crash between upload and commit leaves a pending
+row that the next start uses to delete the orphan before it replays those requests. One task,
+one PostgreSQL connection.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ async def delete_orphan_blocks(conn: asyncpg.Connection, store: ObjectStore) -> 
     (its requests are replayed from the spool); returns how many."""
     orphans = await conn.fetch(
         """SELECT p.block_key FROM tidegate_pending_blocks AS p
-           WHERE NOT EXISTS (SELECT 1 FROM trace_index AS i WHERE i.block_key = p.block_key)"""
+           WHERE NOT EXISTS (SELECT 1 FROM trace_blocks AS b WHERE b.block_key = p.block_key)"""
     )
     for row in orphans:
         await store.delete_prefix(row["block_key"])  # the key names one object
@@ -271,6 +272,14 @@ class TraceWriter:
         )
         await self._store.put(block.key, block.data)
         async with conn.transaction():
+            # A retried commit of the same block (same content, same id) finds its row.
+            await conn.execute(
+                """INSERT INTO trace_blocks (block_id, block_key, dictionary) VALUES ($1, $2, $3)
+                   ON CONFLICT (block_id) DO NOTHING""",
+                block.id,
+                block.key,
+                block.dictionary,
+            )
             await conn.copy_to_table(
                 "trace_index",
                 source=io.BytesIO(block.index_copy),

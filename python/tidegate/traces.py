@@ -24,10 +24,12 @@ STATUSES = {"unset": 0, "ok": 1, "error": 2}
 STATUS_NAMES = {v: k for k, v in STATUSES.items()}
 MAX_LIMIT = 10_000
 
+# A left join: an index row whose block row is gone names its block id in the error.
 FRAMES_SQL = """
-SELECT block_key, frame_offset, frame_length
-FROM trace_index WHERE trace_id = $1 AND tenant = $2
-ORDER BY start_time, block_key, frame_offset
+SELECT i.block_id, b.block_key, b.dictionary, i.frame_offset, i.frame_length
+FROM trace_index AS i LEFT JOIN trace_blocks AS b USING (block_id)
+WHERE i.trace_id = $1 AND i.tenant = $2
+ORDER BY i.start_time, i.block_id, i.frame_offset
 """
 SEARCH_SQL = """
 SELECT trace_id, min(start_time) AS start, max(end_time) AS end_time,
@@ -37,7 +39,7 @@ SELECT trace_id, min(start_time) AS start, max(end_time) AS end_time,
 FROM trace_index
 WHERE tenant = $10 AND start_time >= $1 AND start_time < $2
   AND ($3::text IS NULL OR service = $3)
-  AND ($4::bigint IS NULL OR attributes @> ARRAY[$4::bigint])
+  AND ($4::integer IS NULL OR attributes @> ARRAY[$4::integer])
 GROUP BY trace_id
 HAVING ($5::text IS NULL OR bool_or(root_name = $5))
    AND ($6::bigint IS NULL OR extract(epoch FROM max(end_time) - min(start_time)) * 1e9 >= $6)
@@ -77,20 +79,25 @@ def parse_trace_id(text: str) -> bytes:
 
 async def _frames(
     conn: asyncpg.Connection, store: ObjectStore, trace_id: bytes, tenant: str
-) -> list[bytes]:
+) -> list[tuple[bytes, bytes]]:
+    """(frame, its block's dictionary) of every index row of the trace."""
     rows = await conn.fetch(FRAMES_SQL, trace_id, tenant)
     if not rows:
         raise TraceNotFoundError(f"trace {trace_id.hex()} not found")
 
-    async def fetch(row: asyncpg.Record) -> bytes:
+    async def fetch(row: asyncpg.Record) -> tuple[bytes, bytes]:
         key = row["block_key"]
+        if key is None:
+            raise CorruptBlockError(
+                f"block {row['block_id']} of trace {trace_id.hex()} has no trace_blocks row"
+            )
         try:
             data: bytes = await store.get_range(key, row["frame_offset"], row["frame_length"])
         except BlockNotFound as exc:
             raise CorruptBlockError(
                 f"block {key} of trace {trace_id.hex()} is missing: {exc}"
             ) from exc
-        return data
+        return data, row["dictionary"]
 
     return list(await asyncio.gather(*(fetch(r) for r in rows)))
 

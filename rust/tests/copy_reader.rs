@@ -93,6 +93,24 @@ pub fn float8_array(f: &Field) -> Vec<f64> {
         .collect()
 }
 
+/// Elements of a 1-D `integer[]` without NULLs.
+pub fn int4_array(f: &Field) -> Vec<i32> {
+    let b = f.as_ref().unwrap();
+    let word = |i: usize| i32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+    assert_eq!(word(8) as u32, 23, "element oid");
+    if word(0) == 0 {
+        return Vec::new();
+    }
+    let n = word(12) as usize;
+    assert_eq!(b.len(), 20 + 8 * n);
+    (0..n)
+        .map(|i| {
+            assert_eq!(word(20 + 8 * i), 4, "element length");
+            word(24 + 8 * i)
+        })
+        .collect()
+}
+
 pub fn int8_array(f: &Field) -> Vec<Option<i64>> {
     array8(f)
         .1

@@ -137,3 +137,13 @@ fn empty_array_has_no_dimensions() {
         be(&[12, 0, 0, 701])
     );
 }
+
+#[test]
+fn int4_array_layout() {
+    let got = field(|t| {
+        t.int4_array(&[3, -1]);
+    });
+    let mut want = be(&[36, 1, 0, 23, 2, 1, 4, 3, 4]);
+    want.extend_from_slice(&(-1i32).to_be_bytes());
+    assert_eq!(got, want);
+}

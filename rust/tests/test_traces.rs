@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, S
 use prost::Message;
 
 use super::builder::{attrs, kv, str_value};
-use super::copy_reader::{int4, int8, int8_array, text, tuples};
+use super::copy_reader::{int4, int4_array, int8, text, tuples};
 use crate::trace_blocks::{TraceCore, TraceSettings};
 use crate::trace_index::civil_from_days;
 use crate::trace_ingest::{attribute_hash, STATUS_ERROR};
@@ -81,10 +81,14 @@ fn spans_of_one_trace_from_two_requests_come_back_together() {
     let rows = tuples(&block.index_copy);
     assert_eq!(rows.len(), 2);
     // Rows are sorted by trace id: trace 7 first, with its frame at offset 0.
-    let (offset, length) = (int8(&rows[0][2]) as usize, int8(&rows[0][3]) as usize);
+    let (offset, length) = (int4(&rows[0][2]) as usize, int4(&rows[0][3]) as usize);
     assert_eq!(offset, 0);
-    let data =
-        decode_trace(&join_frames(&[&block.data[offset..offset + length]]).unwrap()).unwrap();
+    assert!(
+        block.dictionary.is_empty(),
+        "too small a block for a dictionary"
+    );
+    let frame = &block.data[offset..offset + length];
+    let data = decode_trace(&join_frames(&[(frame, &[][..])]).unwrap()).unwrap();
     let names: Vec<&str> = data
         .resource_spans
         .iter()
@@ -97,9 +101,10 @@ fn spans_of_one_trace_from_two_requests_come_back_together() {
     assert_eq!(int4(&rows[0][8]), i32::from(STATUS_ERROR));
     assert_eq!(int4(&rows[0][9]), 2, "span count");
     assert_eq!(
-        int8_array(&rows[0][10]),
-        vec![Some(attribute_hash("http.route=/pay"))]
+        int4_array(&rows[0][10]),
+        vec![attribute_hash("http.route=/pay")]
     );
+    assert_eq!(int8(&rows[0][1]), block.id, "the block's id");
     assert_eq!(core.pending_spans(), 0);
 }
 
@@ -148,7 +153,7 @@ fn bad_spans_are_rejected_and_the_rest_kept() {
 
 #[test]
 fn corrupt_frames_and_civil_dates() {
-    assert!(join_frames(&[b"not zstd"]).is_err());
+    assert!(join_frames(&[(b"not zstd", &[][..])]).is_err());
     assert_eq!(civil_from_days(0), (1970, 1, 1));
     assert_eq!(civil_from_days(20_419), (2025, 11, 27));
     assert_eq!(civil_from_days(11_016), (2000, 2, 29));
@@ -231,4 +236,65 @@ fn fragments_are_the_bytes_prost_would_write() {
     };
     assert_eq!(trace_one.data, expected.encode_to_vec());
     assert_eq!(trace_one.summary.spans, 4);
+}
+
+/// `traces` traces of 4 spans each, every span with distinct random-looking ids, one request.
+fn many_traces(traces: u32) -> Vec<u8> {
+    let spans = (0..traces)
+        .flat_map(|t| {
+            (0..4u32).map(move |i| {
+                let mut s = span(1, 1, None, if i == 0 { "GET /cart" } else { "SELECT" });
+                let mix = |n: u64| (n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let id = mix(u64::from(t));
+                s.trace_id = [id.to_be_bytes(), (!id).to_be_bytes()].concat();
+                s.span_id = mix(u64::from(t << 2 | i)).to_be_bytes().to_vec();
+                s
+            })
+        })
+        .collect();
+    request("cart", spans)
+}
+
+#[test]
+fn a_large_block_compresses_its_frames_with_one_dictionary() {
+    let cut = |dictionary_bytes: usize| {
+        let core = TraceCore::new(TraceSettings {
+            dictionary_bytes,
+            ..TraceSettings::default()
+        });
+        core.ingest(&many_traces(2_000), NOW).unwrap();
+        core.take_block(NOW, true).unwrap()
+    };
+    let with = cut(4_096);
+    let without = cut(0);
+    assert!(!with.dictionary.is_empty() && without.dictionary.is_empty());
+    assert!(
+        with.data.len() * 3 < without.data.len() * 2,
+        "{} bytes with the dictionary, {} without",
+        with.data.len(),
+        without.data.len()
+    );
+    let rows = tuples(&with.index_copy);
+    assert_eq!(rows.len(), 2_000);
+    for row in &rows {
+        assert_eq!(int8(&row[1]), with.id);
+        let (offset, length) = (int4(&row[2]) as usize, int4(&row[3]) as usize);
+        let frame = &with.data[offset..offset + length];
+        let data = decode_trace(&join_frames(&[(frame, &with.dictionary[..])]).unwrap()).unwrap();
+        let spans: Vec<&Span> = data
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .collect();
+        assert_eq!(spans.len(), 4);
+        assert!(spans.iter().all(|s| s.trace_id == row[0].clone().unwrap()));
+        assert!(
+            join_frames(&[(frame, &[][..])]).is_err(),
+            "a frame needs its block's dictionary"
+        );
+    }
+    let again = cut(4_096);
+    assert_eq!((again.key, again.id), (with.key.clone(), with.id));
+    assert_ne!(with.id, without.id);
 }

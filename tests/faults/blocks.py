@@ -4,8 +4,9 @@ without dropping repeats (the reading API drops repeated span ids, which would h
 the duplicates a fault test looks for).
 
 Frames are split by walking the zstd frame format (RFC 8878, section 3.1.1); decompression
-uses the system's libzstd through ctypes. Without libzstd, frames are decoded with the core's
-``read_trace_protobuf``, which drops repeats within a frame (``RAW_DECODER`` says which).
+uses the system's libzstd through ctypes, with the block's dictionary from ``trace_blocks``
+when it has one. Without libzstd, frames are decoded with the core's ``read_trace_protobuf``,
+which drops repeats within a frame (``RAW_DECODER`` says which).
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ def _load_libzstd() -> ctypes.CDLL | None:
     ]
     lib.ZSTD_isError.restype = ctypes.c_uint
     lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
+    lib.ZSTD_createDCtx.restype = ctypes.c_void_p
+    lib.ZSTD_freeDCtx.argtypes = [ctypes.c_void_p]
+    lib.ZSTD_decompress_usingDict.restype = ctypes.c_size_t
+    lib.ZSTD_decompress_usingDict.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+    ]
     return lib
 
 
@@ -89,21 +102,32 @@ def _frame_length(data: bytes, start: int) -> int:
     return position - start
 
 
-def decompress(frame: bytes) -> bytes:
+def decompress(frame: bytes, dictionary: bytes = b"") -> bytes:
+    """One zstd frame, with a raw-content ``dictionary`` (uncompressed) when given."""
     assert _ZSTD is not None
     size = _ZSTD.ZSTD_getFrameContentSize(frame, len(frame))
     if size in (CONTENT_SIZE_UNKNOWN, CONTENT_SIZE_ERROR):
         raise ValueError("zstd frame without a content size")
     out = ctypes.create_string_buffer(max(1, size))
-    written = _ZSTD.ZSTD_decompress(out, size, frame, len(frame))
+    context = _ZSTD.ZSTD_createDCtx()
+    try:
+        written = _ZSTD.ZSTD_decompress_usingDict(
+            context, out, size, frame, len(frame), dictionary, len(dictionary)
+        )
+    finally:
+        _ZSTD.ZSTD_freeDCtx(context)
     if _ZSTD.ZSTD_isError(written):
         raise ValueError("zstd frame does not decompress")
     return out.raw[:written]
 
 
-def frame_spans(frame: bytes) -> list[trace_pb2.Span]:
-    """Every span in one stored frame, repeats included (with libzstd)."""
-    encoded = decompress(frame) if _ZSTD is not None else read_trace_protobuf([frame])
+def frame_spans(frame: bytes, dictionary: bytes = b"") -> list[trace_pb2.Span]:
+    """Every span in one stored frame, repeats included (with libzstd); ``dictionary`` is
+    its block's, as ``trace_blocks`` holds it (zstd-compressed; empty: none)."""
+    if _ZSTD is not None:
+        encoded = decompress(frame, decompress(dictionary) if dictionary else b"")
+    else:
+        encoded = read_trace_protobuf([(frame, dictionary)])
     data = trace_pb2.TracesData.FromString(encoded)
     return [span for rs in data.resource_spans for ss in rs.scope_spans for span in ss.spans]
 

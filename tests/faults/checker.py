@@ -22,6 +22,7 @@ from tests.faults.daemon_process import S3Settings
 from tests.faults.generator import METRIC_NAME, span_stamp
 from tests.faults.ledger import METRICS, TRACES, Ledger, Outcome
 from tests.faults.report import FaultReport, RollupCounts, SignalCounts, TraceStorage
+from tidegate._core import DecodeError
 from tidegate.object_store import ObjectStore, open_store
 from tidegate.traces import CorruptBlockError, get_trace_protobuf
 
@@ -118,12 +119,17 @@ class Checker:
                 rollups.hour_excess += max(0, row["h"] - row["points"])
                 rollups.hour_deficit += max(0, row["points"] - row["h"])
             index_rows = await conn.fetch(
-                "SELECT trace_id, block_key, frame_offset FROM trace_index"
+                """SELECT i.trace_id, b.block_key, i.frame_offset
+                   FROM trace_index AS i LEFT JOIN trace_blocks AS b USING (block_id)"""
             )
+            dictionaries = {
+                r["block_key"]: r["dictionary"]
+                for r in await conn.fetch("SELECT block_key, dictionary FROM trace_blocks")
+            }
         finally:
             await conn.close()
         visible = await self._visible_spans({r["trace_id"] for r in index_rows})
-        storage, indexed = self._scan_blocks(index_rows)
+        storage, indexed = self._scan_blocks(index_rows, dictionaries)
         traces = _counts(TRACES, ledger, visible)
         traces.duplicates = sum(n - 1 for n in indexed.values() if n > 1)
         traces.duplicate_examples = _examples(
@@ -167,9 +173,12 @@ class Checker:
             await store.close()
         return visible
 
-    def _scan_blocks(self, index_rows: list[asyncpg.Record]) -> tuple[TraceStorage, Counter[Stamp]]:
-        """Decode every frame of every listed block; (what was found, span copies the index
-        points at)."""
+    def _scan_blocks(
+        self, index_rows: list[asyncpg.Record], dictionaries: dict[str, bytes]
+    ) -> tuple[TraceStorage, Counter[Stamp]]:
+        """Decode every frame of every listed block (with its dictionary); (what was found,
+        span copies the index points at). An orphan block's frames may need a dictionary that
+        only its never-committed row held: such a block counts as an orphan, unread."""
         references: Counter[tuple[str, int]] = Counter(
             (r["block_key"], r["frame_offset"]) for r in index_rows
         )
@@ -183,8 +192,14 @@ class Checker:
         indexed: Counter[Stamp] = Counter()
         for key in keys:
             block = store.read(key)
+            dictionary = dictionaries.get(key, b"")
             for offset, length in frame_lengths(block):
-                spans = frame_spans(block[offset : offset + length])
+                try:
+                    spans = frame_spans(block[offset : offset + length], dictionary)
+                except (ValueError, DecodeError):
+                    if key in dictionaries:
+                        raise
+                    break
                 stamps = [s for s in map(span_stamp, spans) if s is not None]
                 listed.update(stamps)
                 refs = references[(key, offset)]

@@ -37,15 +37,24 @@ async def partitions(conn: asyncpg.Connection) -> set[str]:
     return {r["relname"] for r in rows}
 
 
-async def scenario(dsn: str, store: ObjectStore) -> tuple[set[str], list[str], Telemetry]:
+BLOCKS = [(9, "a"), (9, "b"), (8, "c"), (7, "d"), (3, "e")]
+Outcome = tuple[set[str], list[str], Telemetry, list[str]]
+
+
+async def scenario(dsn: str, store: ObjectStore) -> Outcome:
+    """(partitions left, blocks left in the store, telemetry, blocks left in trace_blocks)."""
     conn = await asyncpg.connect(dsn)
     try:
         await schema.apply(conn)
         for ago in (40, 31, 30, 10, 8, 7, 1):
             await conn.execute("SELECT tidegate_ensure_day($1)", day(ago))
+        await conn.executemany(
+            "INSERT INTO trace_blocks (block_id, block_key) VALUES ($1, $2)",
+            [(i, block_key(day(ago), name)) for i, (ago, name) in enumerate(BLOCKS)],
+        )
     finally:
         await conn.close()
-    for ago, name in [(9, "a"), (9, "b"), (8, "c"), (7, "d"), (3, "e")]:
+    for ago, name in BLOCKS:
         await store.put(block_key(day(ago), name), b"block " + name.encode())
     config = Config()
     config.retention.metrics_days = 30
@@ -55,29 +64,30 @@ async def scenario(dsn: str, store: ObjectStore) -> tuple[set[str], list[str], T
     conn = await asyncpg.connect(dsn)
     try:
         left = await partitions(conn)
+        rows = await conn.fetch("SELECT block_key FROM trace_blocks ORDER BY block_key")
     finally:
         await conn.close()
     kept = []
-    for ago, name in [(9, "a"), (9, "b"), (8, "c"), (7, "d"), (3, "e")]:
+    for ago, name in BLOCKS:
         try:
             await store.get(block_key(day(ago), name))
             kept.append(name)
         except BlockNotFound:
             pass
-    return left, kept, telemetry
+    return left, kept, telemetry, [r["block_key"] for r in rows]
 
 
 def test_old_days_are_dropped_from_every_table_and_the_file_store(
     database_dsn: str, tmp_path: Path
 ) -> None:
-    async def run() -> tuple[set[str], list[str], Telemetry]:
+    async def run() -> Outcome:
         store = await FileStore.open(tmp_path / "traces")
         try:
             return await scenario(database_dsn, store)
         finally:
             await store.close()
 
-    left, kept, telemetry = asyncio.run(run())
+    left, kept, telemetry, rows = asyncio.run(run())
     for table in (
         "point_chunks",
         "histogram_chunks",
@@ -92,6 +102,7 @@ def test_old_days_are_dropped_from_every_table_and_the_file_store(
     for ago, present in [(40, False), (10, False), (8, False), (7, True), (1, True)]:
         assert (f"trace_index_{day(ago):%Y%m%d}" in left) is present, ago
     assert kept == ["d", "e"]
+    assert rows == [block_key(day(7), "d"), block_key(day(3), "e")]
     dropped = {
         s.labels["kind"]: s.value
         for m in telemetry.retention_dropped.collect()
@@ -115,13 +126,14 @@ def test_old_days_are_dropped_from_the_s3_store(database_dsn: str) -> None:
         client.create_bucket(Bucket="retention")
         client.close()
 
-        async def run() -> tuple[set[str], list[str], Telemetry]:
+        async def run() -> Outcome:
             store = await S3Store.open("retention", "tg", endpoint_url=endpoint)
             try:
                 return await scenario(database_dsn, store)
             finally:
                 await store.close()
 
-        left, kept, _ = asyncio.run(run())
+        left, kept, _, rows = asyncio.run(run())
     assert kept == ["d", "e"]
+    assert len(rows) == 2
     assert f"trace_index_{day(8):%Y%m%d}" not in left

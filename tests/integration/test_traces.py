@@ -38,6 +38,9 @@ TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 def daemon(database_dsn: str, tmp_path: Path) -> Iterator[RunningDaemon]:
     config = make_config(database_dsn, tmp_path)
     config.traces.block_max_age_seconds = 0.1  # blocks cut quickly: later spans, later blocks
+    # A dictionary small enough that even these blocks of a few spans get one, so that every
+    # read below goes through it.
+    config.traces.dictionary_bytes = 8
     running = RunningDaemon(config)
     try:
         yield running
@@ -141,8 +144,9 @@ def test_sdk_trace_round_trips_exactly_by_id_http_and_cli(daemon: RunningDaemon)
     sent = record_trace(daemon)
     trace_id = f"{sent[0].get_span_context().trace_id:032x}"
     wait_stored(daemon, len(sent))
-    blocks = daemon.query("SELECT DISTINCT block_key FROM trace_index")
+    blocks = daemon.query("SELECT block_key, dictionary FROM trace_blocks")
     assert len(blocks) == 2, "the root was exported after the first block was cut"
+    assert all(b["dictionary"] for b in blocks), "every block's frames share a dictionary"
     assert_same(sent, read(daemon, trace_id), "resourceSpans")
     # Grafana's Tempo datasource: JSON batches, or protobuf on request.
     url = f"{daemon.http_url}/api/traces/{trace_id}"
@@ -208,7 +212,7 @@ def test_missing_and_corrupt_blocks_are_named(daemon: RunningDaemon, tmp_path: P
     sent = record_trace(daemon)
     trace_id = f"{sent[0].get_span_context().trace_id:032x}"
     wait_stored(daemon, len(sent))
-    keys = [r["block_key"] for r in daemon.query("SELECT block_key FROM trace_index ORDER BY 1")]
+    keys = [r["block_key"] for r in daemon.query("SELECT block_key FROM trace_blocks ORDER BY 1")]
     root = tmp_path / "traces"
     (root / keys[0]).write_bytes(b"\x00" * (root / keys[0]).stat().st_size)
     with pytest.raises(CorruptBlockError, match=trace_id):
@@ -281,7 +285,7 @@ def test_s3_store_round_trip_over_moto(database_dsn: str, tmp_path: Path) -> Non
             wait_stored(daemon, len(sent))
             trace_id = f"{sent[0].get_span_context().trace_id:032x}"
             assert_same(sent, read(daemon, trace_id), "resourceSpans")
-            keys = {r["block_key"] for r in daemon.query("SELECT block_key FROM trace_index")}
+            keys = {r["block_key"] for r in daemon.query("SELECT block_key FROM trace_blocks")}
         finally:
             daemon.stop()
         listed = client.list_objects_v2(Bucket="traces", Prefix="tidegate/")

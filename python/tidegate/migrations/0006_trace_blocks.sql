@@ -1,0 +1,44 @@
+-- Trace blocks get a row of their own, and index rows get leaner (docs/architecture.md,
+-- "Traces").
+--
+-- A block's frames are compressed with one raw-content dictionary (the block's first traces):
+-- it lives in the block's `trace_blocks` row, read in the same query that finds a trace's
+-- frames, so that fetching a trace stays one query plus one ranged GET per block. Index rows
+-- name their block by an 8-byte id instead of its ~60-character key, hold frame offsets as
+-- `integer` (a block is far below 2 GiB) and attribute hashes as 32-bit integers (half the
+-- array and GIN bytes).
+
+CREATE TABLE trace_blocks (
+    block_id    bigint PRIMARY KEY,      -- low 64 bits of the block's content hash
+    block_key   text NOT NULL UNIQUE,    -- object key in the trace store
+    -- zstd-compressed raw-content dictionary of the block's frames; empty: none
+    dictionary  bytea NOT NULL DEFAULT ''
+);
+-- Already compressed: stored out of line without another compression attempt.
+ALTER TABLE trace_blocks ALTER COLUMN dictionary SET STORAGE EXTERNAL;
+
+-- Blocks written before this migration: frames without a dictionary, ids from their key.
+INSERT INTO trace_blocks (block_id, block_key)
+SELECT ('x' || substr(md5(block_key), 1, 16))::bit(64)::bigint, block_key
+FROM (SELECT DISTINCT block_key FROM trace_index) AS keys;
+
+-- The low 32 bits of each old 64-bit hash, as the core's attribute_hash now computes them
+-- (a function: ALTER ... USING takes no subquery).
+CREATE FUNCTION tidegate_low32(hashes bigint[]) RETURNS integer[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(array_agg(
+        ((h & 2147483647) - CASE WHEN h & 2147483648 = 0 THEN 0 ELSE 2147483648 END)::integer
+        ORDER BY n), '{}')
+    FROM unnest(hashes) WITH ORDINALITY AS t(h, n)
+$$;
+
+ALTER TABLE trace_index ADD COLUMN block_id bigint;
+UPDATE trace_index AS i SET block_id = b.block_id
+FROM trace_blocks AS b WHERE b.block_key = i.block_key;
+ALTER TABLE trace_index
+    ALTER COLUMN block_id SET NOT NULL,
+    DROP COLUMN block_key,
+    ALTER COLUMN frame_offset TYPE integer,
+    ALTER COLUMN frame_length TYPE integer,
+    ALTER COLUMN attributes TYPE integer[] USING tidegate_low32(attributes);
+DROP FUNCTION tidegate_low32(bigint[]);

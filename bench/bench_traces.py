@@ -249,7 +249,8 @@ def main() -> int:
     try:
         from tidegate.database import start_embedded_server
 
-        server = start_embedded_server(workdir / "pg", keep_data=False)
+        # With --keep the database stays too, for a look at what was stored.
+        server = start_embedded_server(workdir / "pg", keep_data=args.keep)
         for kind in kinds:
             with store_setup(kind, workdir) as setup:
                 results.append(run_store(setup, args, workdir, server, templates, small))

@@ -42,3 +42,10 @@ ALTER TABLE trace_index
     ALTER COLUMN frame_length TYPE integer,
     ALTER COLUMN attributes TYPE integer[] USING tidegate_low32(attributes);
 DROP FUNCTION tidegate_low32(bigint[]);
+
+-- A trace is looked up by (trace id, tenant): one index on both, so that the plan does not
+-- depend on statistics. Without them (a new day's partition before its first analyze) the
+-- planner ANDed the trace id index with the (tenant, service, start) one and read every
+-- entry of the tenant: 25 ms instead of 0.2 on a day of 300,000 rows.
+DROP INDEX trace_index_trace_id;
+CREATE INDEX trace_index_trace_id_tenant ON trace_index (trace_id, tenant);

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use crate::copy_binary::{write_header, write_trailer, Tuple};
 use crate::tenants::TenantSlot;
 use crate::window_agg::{Detail, WindowAgg};
-use crate::windows::{OpenWindows, RollupSettings, WindowKey, HOUR_NS, NS_PER_SECOND};
+use crate::windows::{
+    OpenWindows, RollupSettings, TakenWindows, WindowKey, HOUR_NS, NS_PER_SECOND,
+};
 
 /// The quantiles precomputed into columns `p50` … `p999`, for plain SQL readers.
 pub const PRECOMPUTED_QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
@@ -72,7 +74,7 @@ pub struct HourWindows {
 
 impl HourWindows {
     /// Merges a closed window into its hour.
-    pub fn absorb(&mut self, key: WindowKey, agg: WindowAgg) {
+    pub fn absorb(&mut self, key: WindowKey, agg: Box<WindowAgg>) {
         let hour = WindowKey {
             start_ns: key.start_ns - key.start_ns.rem_euclid(HOUR_NS),
             ..key
@@ -86,7 +88,7 @@ impl HourWindows {
         now_ns: i64,
         settings: &RollupSettings,
         all: bool,
-    ) -> Vec<(WindowKey, WindowAgg)> {
+    ) -> TakenWindows {
         self.open
             .take_started_by(settings.hour_horizon(now_ns), all)
     }
@@ -112,7 +114,7 @@ impl HourWindows {
 /// by `WindowKey::tenant`); returns the rows written.
 pub fn encode(
     buf: &mut Vec<u8>,
-    rows: &mut [(WindowKey, WindowAgg)],
+    rows: &mut [(WindowKey, Box<WindowAgg>)],
     resolution: Resolution<'_>,
     tenants: &[Arc<TenantSlot>],
 ) -> u64 {

@@ -66,11 +66,19 @@ impl CounterTrack {
     }
 }
 
+/// Aggregates taken out of an [`OpenWindows`], each still in its box.
+pub type TakenWindows = Vec<(WindowKey, Box<WindowAgg>)>;
+
 /// Open aggregates by key, the earliest window start among them and the lowest spool
 /// sequence number merged into them: `take_started_by` runs under the core's write gate at
 /// every flush, and skips the scan when nothing can have closed.
+///
+/// Aggregates are boxed: a hash table has up to twice as many slots as entries, and a slot
+/// of a 40-byte key and an 8-byte box instead of a 256-byte aggregate is most of what an open
+/// window costs per series (measured with `bench/series_memory.py`). Moving a closed window
+/// into its hour, and sorting closed windows, then moves pointers.
 pub struct OpenWindows {
-    map: IdMap<WindowKey, WindowAgg>,
+    map: IdMap<WindowKey, Box<WindowAgg>>,
     /// `i64::MAX` when empty.
     earliest_start_ns: i64,
     /// `i64::MIN` when empty.
@@ -103,16 +111,16 @@ impl OpenWindows {
         self.earliest_start_ns = self.earliest_start_ns.min(key.start_ns);
         self.latest_start_ns = self.latest_start_ns.max(key.start_ns);
         self.min_seq = self.min_seq.min(seq);
-        let agg = self.map.entry(key).or_insert_with(new);
+        let agg: &mut WindowAgg = self.map.entry(key).or_insert_with(|| Box::new(new()));
         agg.min_seq = agg.min_seq.min(seq);
         agg
     }
 
     /// Merges `agg` into the aggregate of `key` (or keeps it as that aggregate).
-    pub fn merge(&mut self, key: WindowKey, agg: WindowAgg) {
+    pub fn merge(&mut self, key: WindowKey, agg: Box<WindowAgg>) {
         self.min_seq = self.min_seq.min(agg.min_seq);
         match self.map.get_mut(&key) {
-            Some(open) => open.merge(agg),
+            Some(open) => open.merge(*agg),
             None => {
                 self.earliest_start_ns = self.earliest_start_ns.min(key.start_ns);
                 self.latest_start_ns = self.latest_start_ns.max(key.start_ns);
@@ -123,7 +131,7 @@ impl OpenWindows {
 
     /// Removes and returns the aggregates that start at or before `horizon_ns` (all with
     /// `all`).
-    pub fn take_started_by(&mut self, horizon_ns: i64, all: bool) -> Vec<(WindowKey, WindowAgg)> {
+    pub fn take_started_by(&mut self, horizon_ns: i64, all: bool) -> TakenWindows {
         if !all && horizon_ns < self.earliest_start_ns {
             return Vec::new();
         }
@@ -387,13 +395,13 @@ impl Windows {
         now_ns: i64,
         settings: &RollupSettings,
         all: bool,
-    ) -> Vec<(WindowKey, WindowAgg)> {
+    ) -> TakenWindows {
         self.open
             .take_started_by(window_horizon(now_ns, settings), all)
     }
 
     /// Removes and returns every replayed hour part.
-    pub fn take_hour_parts(&mut self) -> Vec<(WindowKey, WindowAgg)> {
+    pub fn take_hour_parts(&mut self) -> TakenWindows {
         self.hour_parts.take_started_by(i64::MAX, true)
     }
 

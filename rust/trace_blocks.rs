@@ -16,7 +16,7 @@ use crate::buffer::utc_day;
 use crate::copy_binary::{write_header, write_trailer};
 use crate::error::CoreError;
 use crate::ingest::{lock, SeqLog};
-use crate::trace_index::{block_hash, block_id, block_key, index_row, Frame};
+use crate::trace_index::{block_hash, block_id, block_key, index_row, sample_dictionary, Frame};
 use crate::trace_ingest::{stage, StagedSpans, TraceId, TraceSummary};
 use crate::trace_sampling::SamplingRatios;
 
@@ -237,7 +237,10 @@ impl TraceCore {
             );
             waiting[start..].sort_unstable_by_key(|t| t.1);
         }
-        let dictionary = sample_dictionary(&waiting, self.settings.dictionary_bytes);
+        let dictionary = sample_dictionary(
+            waiting.iter().map(|(_, _, (bytes, _))| bytes.as_slice()),
+            self.settings.dictionary_bytes,
+        );
         let mut data = Vec::with_capacity(bytes / 3);
         let mut frames = Vec::with_capacity(waiting.len());
         // One compression context for every frame of the block: creating one per frame
@@ -290,28 +293,6 @@ impl TraceCore {
             seqs,
         })
     }
-}
-
-/// A block gets a dictionary only when it holds this many times its size in traces: below
-/// that, what the dictionary saves is not much more than what storing it costs.
-const DICTIONARY_MIN_RATIO: usize = 8;
-
-/// The raw-content dictionary of a block of `waiting` traces: the first `size` bytes of its
-/// traces (empty when the block is too small for one to pay).
-fn sample_dictionary(waiting: &[(usize, TraceId, Waiting)], size: usize) -> Vec<u8> {
-    let mut dictionary = Vec::new();
-    let total: usize = waiting.iter().map(|(_, _, (bytes, _))| bytes.len()).sum();
-    if size == 0 || total < size.saturating_mul(DICTIONARY_MIN_RATIO) {
-        return dictionary;
-    }
-    for (_, _, (bytes, _)) in waiting {
-        let room = size - dictionary.len();
-        dictionary.extend_from_slice(&bytes[..room.min(bytes.len())]);
-        if dictionary.len() == size {
-            break;
-        }
-    }
-    dictionary
 }
 
 /// What an ingest or check of `staged` answers.

@@ -1,4 +1,5 @@
-//! What a cut block is stored under, and the `trace_index` rows that find its frames.
+//! What a cut block is stored under, the dictionary its frames share, and the `trace_index`
+//! rows that find its frames.
 
 use crate::buffer::utc_day;
 use crate::copy_binary::Tuple;
@@ -19,6 +20,31 @@ pub const INDEX_COLUMNS: [&str; 12] = [
     "attributes",
     "tenant",
 ];
+
+/// A block gets a dictionary only when it holds this many times its size in traces: below
+/// that, what the dictionary saves is not much more than what storing it costs.
+const DICTIONARY_MIN_RATIO: usize = 8;
+
+/// The raw-content dictionary of a block whose traces (encoded, in frame order) are
+/// `traces`: their first `size` bytes, empty when the block is too small for one to pay.
+pub fn sample_dictionary<'a>(
+    traces: impl Iterator<Item = &'a [u8]> + Clone,
+    size: usize,
+) -> Vec<u8> {
+    let mut dictionary = Vec::new();
+    let total: usize = traces.clone().map(<[u8]>::len).sum();
+    if size == 0 || total < size.saturating_mul(DICTIONARY_MIN_RATIO) {
+        return dictionary;
+    }
+    for bytes in traces {
+        let room = size - dictionary.len();
+        dictionary.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        if dictionary.len() == size {
+            break;
+        }
+    }
+    dictionary
+}
 
 /// The content hash of a block: xxh3-128 of its frames and of the dictionary they were
 /// compressed with (the same frames under another dictionary are other spans).

@@ -27,6 +27,8 @@ const DICTIONARY_MIN_RATIO: usize = 8;
 
 /// The raw-content dictionary of a block whose traces (encoded, in frame order) are
 /// `traces`: their first `size` bytes, empty when the block is too small for one to pay.
+/// zstd reads bytes that begin with its dictionary magic number as a trained dictionary; an
+/// encoded trace begins with the tag of `TracesData.resource_spans` (0x0a), never with it.
 pub fn sample_dictionary<'a>(
     traces: impl Iterator<Item = &'a [u8]> + Clone,
     size: usize,

@@ -14,6 +14,9 @@ use crate::trace_blocks::{self, TraceSettings as Settings};
 use crate::trace_read;
 use crate::trace_sampling::SamplingRatios;
 
+/// The largest block dictionary (the configuration's bound; readers accept up to 64 MiB).
+const MAX_DICTIONARY_BYTES: usize = 16 << 20;
+
 /// When blocks are cut and how frames are compressed.
 #[pyclass(frozen, module = "tidegate._core")]
 pub struct TraceSettings {
@@ -37,9 +40,11 @@ impl TraceSettings {
             || block_max_age_seconds.is_nan()
             || block_max_age_seconds <= 0.0
             || !(1..=19).contains(&zstd_level)
+            || dictionary_bytes > MAX_DICTIONARY_BYTES
         {
             return Err(PyValueError::new_err(
-                "block_max_bytes and block_max_age_seconds must be > 0, zstd_level 1..19",
+                "block_max_bytes and block_max_age_seconds must be > 0, zstd_level 1..19, \
+                 dictionary_bytes at most 16 MiB",
             ));
         }
         let inner = Settings {

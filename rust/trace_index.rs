@@ -23,14 +23,18 @@ pub const INDEX_COLUMNS: [&str; 12] = [
 
 /// A block gets a dictionary only when it holds this many times its size in traces: below
 /// that, what the dictionary saves is not much more than what storing it costs.
+/// A dictionary holds bytes of traces of any tenant of the block; decompressing a frame with
+/// it gives back only that frame's trace.
 const DICTIONARY_MIN_RATIO: usize = 8;
 
 /// The raw-content dictionary of a block whose traces (encoded, in frame order) are
-/// `traces`: their first `size` bytes, empty when the block is too small for one to pay.
+/// `traces`: about `size` bytes of whole traces taken at an even stride over the block, so
+/// that every tenant and service of the block is in it in proportion to its bytes (frames are
+/// ordered by tenant, then trace id); empty when the block is too small for one to pay.
 /// zstd reads bytes that begin with its dictionary magic number as a trained dictionary; an
 /// encoded trace begins with the tag of `TracesData.resource_spans` (0x0a), never with it.
 pub fn sample_dictionary<'a>(
-    traces: impl Iterator<Item = &'a [u8]> + Clone,
+    traces: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
     size: usize,
 ) -> Vec<u8> {
     let mut dictionary = Vec::new();
@@ -38,7 +42,9 @@ pub fn sample_dictionary<'a>(
     if size == 0 || total < size.saturating_mul(DICTIONARY_MIN_RATIO) {
         return dictionary;
     }
-    for bytes in traces {
+    // One trace in every `stride` gives about `size` bytes of the `total`.
+    let stride = (total / size).max(1);
+    for bytes in traces.step_by(stride) {
         let room = size - dictionary.len();
         dictionary.extend_from_slice(&bytes[..room.min(bytes.len())]);
         if dictionary.len() == size {
@@ -95,17 +101,15 @@ pub struct Frame {
     pub summary: TraceSummary,
 }
 
-/// One `trace_index` row, columns as in [`INDEX_COLUMNS`]. Offsets are `integer`: a block
-/// is far below 2 GiB (`traces.block_max_bytes` is at most 1 GiB before compression).
+/// One `trace_index` row, columns as in [`INDEX_COLUMNS`].
 pub fn index_row(buf: &mut Vec<u8>, block_id: i64, tenant: &str, frame: &Frame) {
     let s = &frame.summary;
     let attributes: Vec<i32> = s.attributes.iter().copied().collect();
-    let int4 = |n: usize| i32::try_from(n).expect("trace block larger than 2 GiB");
     Tuple::begin(buf, INDEX_COLUMNS.len() as i16)
         .bytea(&frame.trace_id)
         .int8(block_id)
-        .int4(int4(frame.offset))
-        .int4(int4(frame.length))
+        .int8(frame.offset as i64)
+        .int8(frame.length as i64)
         .timestamptz_ns(s.start_ns)
         .timestamptz_ns(s.end_ns)
         .text(s.service())

@@ -300,9 +300,9 @@ class TraceSettings:
         zstd_level: int = 3,
         dictionary_bytes: int = 65_536,
     ) -> Self:
-        """``ValueError`` unless sizes and ages are positive and the level is 1..19.
-        ``dictionary_bytes``: size of the raw-content dictionary (a block's first traces) its
-        frames are compressed with; 0 for none."""
+        """``ValueError`` unless sizes and ages are positive, the level is 1..19 and
+        ``dictionary_bytes`` at most 16 MiB: the size of the raw-content dictionary (traces
+        sampled across the block) its frames are compressed with; 0 for none."""
 
 @final
 class TraceExportSummary:

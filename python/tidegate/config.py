@@ -260,8 +260,6 @@ class Config:
                 )
         if self.grpc.max_message_bytes > 1024 * MIB:
             raise ConfigError("grpc.max_message_bytes must be at most 1 GiB")
-        if self.traces.block_max_bytes > 1024 * MIB:
-            raise ConfigError("traces.block_max_bytes must be at most 1 GiB")
         if not 0 <= self.traces.dictionary_bytes <= 16 * MIB:
             raise ConfigError("traces.dictionary_bytes must be between 0 and 16 MiB")
         if self.ingest.flush_points > self.ingest.max_buffered_points:

@@ -16,6 +16,11 @@ class StorageError(TidegateError):
     """PostgreSQL could not be reached, migrated or written to."""
 
 
+class BlockIdCollisionError(StorageError):
+    """Two trace blocks of different content got the same 64-bit id (the low half of a
+    128-bit content hash): the second is not indexed, so the first stays readable."""
+
+
 class QueryError(TidegateError, ValueError):
     """A query is malformed (selector, regex, aggregation, time range); nothing was run."""
 

@@ -16,12 +16,14 @@ import contextlib
 import io
 import logging
 import time
+from pathlib import PurePosixPath
 
 import asyncpg
 
 from tidegate._core import TRACE_INDEX_COLUMNS, TraceBlock, TraceCore, TraceExportSummary
 from tidegate.checkpoints import Checkpoint
 from tidegate.config import Config
+from tidegate.errors import BlockIdCollisionError
 from tidegate.intake import Accepted, Intake
 from tidegate.object_store import ObjectStore, ObjectStoreError
 from tidegate.partitions import ensure_days
@@ -37,6 +39,14 @@ POLL_SECONDS = 0.25
 RETRIED_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, ObjectStoreError)
 COMMAND_TIMEOUT_SECONDS = 120.0
 SINK = "traces"
+# The block's row, or the row already holding its id: the key it names.
+BLOCK_ROW_SQL = """
+WITH inserted AS (
+    INSERT INTO trace_blocks (block_id, block_key, dictionary) VALUES ($1, $2, $3)
+    ON CONFLICT (block_id) DO NOTHING RETURNING block_key)
+SELECT block_key FROM inserted
+UNION ALL SELECT block_key FROM trace_blocks WHERE block_id = $1
+LIMIT 1"""
 
 
 async def delete_orphan_blocks(conn: asyncpg.Connection, store: ObjectStore) -> int:
@@ -213,20 +223,42 @@ class TraceWriter:
         exc: BaseException,
     ) -> None:
         """Storage refuses the block's index for good: its requests go to the dead-letter
-        table and the checkpoint moves past them; the stored block, never indexed, goes."""
+        table and the checkpoint moves past them; the stored block, never indexed, goes
+        (unless a committed block has the same key: the same bytes, indexed before)."""
         self._drop(block, reason, exc)
+        referenced = True
 
         async def forget_pending(conn: asyncpg.Connection) -> None:
+            nonlocal referenced
             await conn.execute(
                 "DELETE FROM tidegate_pending_blocks WHERE block_key = $1", block.key
+            )
+            # The same bytes may be a block committed before (same spans cut again).
+            referenced = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM trace_blocks WHERE block_key = $1)", block.key
             )
 
         if await self._sink.dead_letter(
             block.seqs, checkpoint, accepted, f"{reason}: {exc}", forget_pending
         ):
             self._sink.committed(block.seqs)
-            with contextlib.suppress(ObjectStoreError):
-                await self._store.delete_prefix(block.key)
+            if not referenced:
+                with contextlib.suppress(ObjectStoreError):
+                    await self._store.delete_prefix(block.key)
+
+    async def _id_taken(self, conn: asyncpg.Connection, block: TraceBlock, named: str) -> None:
+        """The block's id already names another key. The same content hash (file name): the
+        same spans were cut again in another hour, so the row moves to this newer copy (the
+        bytes are the same, and it outlives the older one under retention). Another hash:
+        a 64-bit id collision, refused with an error naming both blocks."""
+        if PurePosixPath(named).name != PurePosixPath(block.key).name:
+            raise BlockIdCollisionError(
+                f"trace block {block.key} has the id {block.id} of block {named}"
+            )
+        await conn.execute(
+            "UPDATE trace_blocks SET block_key = $2 WHERE block_id = $1", block.id, block.key
+        )
+        log.info("trace block %s holds the same spans as %s, which it replaces", block.key, named)
 
     def _drop(self, block: TraceBlock, reason: str, exc: BaseException | None) -> None:
         self._telemetry.trace_blocks.labels("failed").inc()
@@ -272,14 +304,9 @@ class TraceWriter:
         )
         await self._store.put(block.key, block.data)
         async with conn.transaction():
-            # A retried commit of the same block (same content, same id) finds its row.
-            await conn.execute(
-                """INSERT INTO trace_blocks (block_id, block_key, dictionary) VALUES ($1, $2, $3)
-                   ON CONFLICT (block_id) DO NOTHING""",
-                block.id,
-                block.key,
-                block.dictionary,
-            )
+            named = await conn.fetchval(BLOCK_ROW_SQL, block.id, block.key, block.dictionary)
+            if named != block.key:
+                await self._id_taken(conn, block, named)
             await conn.copy_to_table(
                 "trace_index",
                 source=io.BytesIO(block.index_copy),

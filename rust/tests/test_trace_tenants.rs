@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use super::copy_reader::{int4, text, tuples, Field};
+use super::copy_reader::{int4, int8, text, tuples, Field};
 use super::test_trace_sampling::EIGHT;
 use super::test_traces::{request, span, NOW};
 use crate::trace_blocks::{TraceBlock, TraceCore, TraceSettings};
@@ -51,7 +51,7 @@ fn rows_of(block: &TraceBlock) -> Vec<(String, Vec<u8>, Vec<String>)> {
         .iter()
         .map(|row| {
             assert_eq!(row.len(), 12);
-            let (offset, length) = (int4(&row[2]) as usize, int4(&row[3]) as usize);
+            let (offset, length) = (int8(&row[2]) as usize, int8(&row[3]) as usize);
             let frame = &block.data[offset..offset + length];
             let data =
                 decode_trace(&join_frames(&[(frame, &block.dictionary[..])]).unwrap()).unwrap();

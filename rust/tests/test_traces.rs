@@ -81,7 +81,7 @@ fn spans_of_one_trace_from_two_requests_come_back_together() {
     let rows = tuples(&block.index_copy);
     assert_eq!(rows.len(), 2);
     // Rows are sorted by trace id: trace 7 first, with its frame at offset 0.
-    let (offset, length) = (int4(&rows[0][2]) as usize, int4(&rows[0][3]) as usize);
+    let (offset, length) = (int8(&rows[0][2]) as usize, int8(&rows[0][3]) as usize);
     assert_eq!(offset, 0);
     assert!(
         block.dictionary.is_empty(),
@@ -278,7 +278,7 @@ fn a_large_block_compresses_its_frames_with_one_dictionary() {
     assert_eq!(rows.len(), 2_000);
     for row in &rows {
         assert_eq!(int8(&row[1]), with.id);
-        let (offset, length) = (int4(&row[2]) as usize, int4(&row[3]) as usize);
+        let (offset, length) = (int8(&row[2]) as usize, int8(&row[3]) as usize);
         let frame = &with.data[offset..offset + length];
         let data = decode_trace(&join_frames(&[(frame, &with.dictionary[..])]).unwrap()).unwrap();
         let spans: Vec<&Span> = data

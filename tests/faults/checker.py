@@ -119,7 +119,9 @@ class Checker:
                 rollups.hour_excess += max(0, row["h"] - row["points"])
                 rollups.hour_deficit += max(0, row["points"] - row["h"])
             index_rows = await conn.fetch(
-                """SELECT i.trace_id, b.block_key, i.frame_offset
+                """SELECT i.trace_id, i.frame_offset,
+                          coalesce(b.block_key, 'no trace_blocks row for block ' || i.block_id)
+                            AS block_key
                    FROM trace_index AS i LEFT JOIN trace_blocks AS b USING (block_id)"""
             )
             dictionaries = {

@@ -1,7 +1,8 @@
 """Migration 0006 (trace_blocks, lean index rows) keeps traces written before it readable and
 searchable: a database at version 5 with an index row in the old shape (block key text,
-bigint offsets, 64-bit attribute hashes) is migrated, and the trace comes back by id and by
-attribute search from its block in a real file store."""
+64-bit attribute hashes) is migrated, and the trace comes back by id and by attribute search
+from its block in a real file store; the block's id is the one the core gives the same bytes
+now. And the writer's block-row statement answers with the key an id already names."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from tidegate import schema
 from tidegate._core import TraceCore, TraceSettings, attribute_hash
 from tidegate.object_store import FileStore
+from tidegate.trace_writer import BLOCK_ROW_SQL
 from tidegate.traces import get_trace, search
 
 TRACE_ID = bytes(range(1, 17))
 START = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
-KEY = "blocks/2026/11/27/10/00000000000000000000000000000abc.tgb"
 PAIR = "http.route=/pay"
 
 
@@ -48,7 +49,10 @@ def _old_hash(pair: str, high: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-async def _scenario(dsn: str, root: Path) -> tuple[dict[str, object], list[str], list[int]]:
+Outcome = tuple[dict[str, object], list[str], list[int], int]
+
+
+async def _scenario(dsn: str, root: Path) -> tuple[Outcome, int]:
     # A frame in the old format: one trace compressed alone (no dictionary).
     core = TraceCore(TraceSettings(dictionary_bytes=0))
     core.ingest(_request(), int(START.timestamp()) * 1_000_000_000)
@@ -56,7 +60,7 @@ async def _scenario(dsn: str, root: Path) -> tuple[dict[str, object], list[str],
     assert block is not None
     assert block.dictionary == b""
     store = FileStore(root)
-    await store.put(KEY, block.data)
+    await store.put(block.key, block.data)
 
     conn = await asyncpg.connect(dsn)
     try:
@@ -79,7 +83,7 @@ async def _scenario(dsn: str, root: Path) -> tuple[dict[str, object], list[str],
                    start_time, end_time, service, root_name, status, span_count, attributes)
                VALUES ($1, $2, 0, $3, $4, $5, 'checkout', 'POST /pay', 0, 1, $6)""",
             TRACE_ID,
-            KEY,
+            block.key,
             len(block.data),
             START,
             START + dt.timedelta(milliseconds=2),
@@ -87,6 +91,7 @@ async def _scenario(dsn: str, root: Path) -> tuple[dict[str, object], list[str],
         )
         assert await schema.apply(conn) == [m.version for m in schema.available()][5:]
         attributes = await conn.fetchval("SELECT attributes FROM trace_index")
+        block_id = await conn.fetchval("SELECT block_id FROM trace_index")
         document = await get_trace(conn, store, TRACE_ID.hex())
         found = await search(
             conn,
@@ -94,7 +99,7 @@ async def _scenario(dsn: str, root: Path) -> tuple[dict[str, object], list[str],
             end=START + dt.timedelta(minutes=1),
             attribute=PAIR,
         )
-        return document, [m.trace_id for m in found], attributes
+        return (document, [m.trace_id for m in found], attributes, block_id), block.id
     finally:
         await conn.close()
 
@@ -102,9 +107,38 @@ async def _scenario(dsn: str, root: Path) -> tuple[dict[str, object], list[str],
 def test_traces_written_before_the_migration_are_read_and_found(
     database_dsn: str, tmp_path: Path
 ) -> None:
-    document, found, attributes = asyncio.run(_scenario(database_dsn, tmp_path / "traces"))
+    (document, found, attributes, block_id), core_id = asyncio.run(
+        _scenario(database_dsn, tmp_path / "traces")
+    )
+    assert block_id == core_id
     assert attributes == [attribute_hash(PAIR), attribute_hash("http.method=POST")]
     spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]  # type: ignore[index]
     assert [s["name"] for s in spans] == ["POST /pay"]
     assert spans[0]["endTimeUnixNano"] == str(int(START.timestamp()) * 10**9 + 2_000_000)
     assert found == [TRACE_ID.hex()]
+
+
+async def _block_rows(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await schema.apply(conn)
+        first = "blocks/2026/11/27/10/aa.tgb"
+        return [
+            await conn.fetchval(BLOCK_ROW_SQL, 7, first, b"dict"),
+            await conn.fetchval(BLOCK_ROW_SQL, 7, first, b"dict"),  # a retried commit
+            await conn.fetchval(BLOCK_ROW_SQL, 7, "blocks/2026/11/27/11/aa.tgb", b""),
+            await conn.fetchval(BLOCK_ROW_SQL, 8, "blocks/2026/11/27/11/bb.tgb", b""),
+            await conn.fetchval("SELECT count(*) FROM trace_blocks"),
+        ]
+    finally:
+        await conn.close()
+
+
+def test_the_block_row_statement_names_the_key_an_id_already_has(database_dsn: str) -> None:
+    assert asyncio.run(_block_rows(database_dsn)) == [
+        "blocks/2026/11/27/10/aa.tgb",
+        "blocks/2026/11/27/10/aa.tgb",
+        "blocks/2026/11/27/10/aa.tgb",
+        "blocks/2026/11/27/11/bb.tgb",
+        2,
+    ]

@@ -129,7 +129,6 @@ def test_environment_overrides_file_and_flags_override_environment() -> None:
         ({"TIDEGATE_ROLLUPS_LATENESS_SECONDS": "-1"}, "lateness_seconds must not be negative"),
         ({"TIDEGATE_ROLLUPS_COMPRESSION": "5"}, "compression must be between 10 and 10000"),
         ({"TIDEGATE_TRACES_DICTIONARY_BYTES": "-1"}, "dictionary_bytes must be between 0 and"),
-        ({"TIDEGATE_TRACES_BLOCK_MAX_BYTES": str(2**31)}, "block_max_bytes must be at most 1"),
         (
             {"TIDEGATE_INGEST_FLUSH_POINTS": "5000000"},
             "flush_points must not exceed ingest.max_buffered_points",

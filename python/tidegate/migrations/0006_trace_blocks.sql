@@ -4,9 +4,8 @@
 -- A block's frames are compressed with one raw-content dictionary (the block's first traces):
 -- it lives in the block's `trace_blocks` row, read in the same query that finds a trace's
 -- frames, so that fetching a trace stays one query plus one ranged GET per block. Index rows
--- name their block by an 8-byte id instead of its ~60-character key, hold frame offsets as
--- `integer` (a block is far below 2 GiB) and attribute hashes as 32-bit integers (half the
--- array and GIN bytes).
+-- name their block by an 8-byte id instead of its ~60-character key and hold attribute hashes
+-- as 32-bit integers (half the array and GIN bytes).
 
 CREATE TABLE trace_blocks (
     block_id    bigint PRIMARY KEY,      -- low 64 bits of the block's content hash
@@ -17,9 +16,14 @@ CREATE TABLE trace_blocks (
 -- Already compressed: stored out of line without another compression attempt.
 ALTER TABLE trace_blocks ALTER COLUMN dictionary SET STORAGE EXTERNAL;
 
--- Blocks written before this migration: frames without a dictionary, ids from their key.
+-- Blocks written before this migration: frames without a dictionary. Their id is what the
+-- core gives the same bytes now (the low 64 bits of the content hash, the last 16 hex digits
+-- of the key), so a block cut again from the same spans names the same row.
 INSERT INTO trace_blocks (block_id, block_key)
-SELECT ('x' || substr(md5(block_key), 1, 16))::bit(64)::bigint, block_key
+SELECT CASE WHEN block_key ~ '[0-9a-f]{32}\.tgb$'
+            THEN ('x' || substr(block_key, length(block_key) - 19, 16))::bit(64)::bigint
+            ELSE ('x' || substr(md5(block_key), 1, 16))::bit(64)::bigint END,
+       block_key
 FROM (SELECT DISTINCT block_key FROM trace_index) AS keys;
 
 -- The low 32 bits of each old 64-bit hash, as the core's attribute_hash now computes them
@@ -38,8 +42,6 @@ FROM trace_blocks AS b WHERE b.block_key = i.block_key;
 ALTER TABLE trace_index
     ALTER COLUMN block_id SET NOT NULL,
     DROP COLUMN block_key,
-    ALTER COLUMN frame_offset TYPE integer,
-    ALTER COLUMN frame_length TYPE integer,
     ALTER COLUMN attributes TYPE integer[] USING tidegate_low32(attributes);
 DROP FUNCTION tidegate_low32(bigint[]);
 

@@ -28,7 +28,7 @@ impl TraceSettings {
     #[new]
     #[pyo3(signature = (
         *, block_max_bytes = 8_388_608, block_max_age_seconds = 5.0, zstd_level = 3,
-        dictionary_bytes = 65_536,
+        dictionary_bytes = 262_144,
     ))]
     fn new(
         block_max_bytes: usize,

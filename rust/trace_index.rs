@@ -21,16 +21,20 @@ pub const INDEX_COLUMNS: [&str; 12] = [
     "tenant",
 ];
 
-/// A block gets a dictionary only when it holds this many times its size in traces: below
-/// that, what the dictionary saves is not much more than what storing it costs.
+/// A block's dictionary is at most this share of its traces' bytes: a block cut small
+/// (by age, at a low rate) gets a smaller dictionary rather than none.
 /// A dictionary holds bytes of traces of any tenant of the block; decompressing a frame with
 /// it gives back only that frame's trace.
-const DICTIONARY_MIN_RATIO: usize = 8;
+const TRACE_BYTES_PER_DICTIONARY_BYTE: usize = 8;
+/// Below this size a dictionary scaled down to its block is not worth storing (unless the
+/// setting itself asks for a smaller one).
+const DICTIONARY_FLOOR_BYTES: usize = 4 << 10;
 
 /// The raw-content dictionary of a block whose traces (encoded, in frame order) are
-/// `traces`: about `size` bytes of whole traces taken at an even stride over the block, so
-/// that every tenant and service of the block is in it in proportion to its bytes (frames are
-/// ordered by tenant, then trace id); empty when the block is too small for one to pay.
+/// `traces`: about `size` bytes (at most an eighth of the traces' bytes) of whole traces
+/// taken at an even stride over the block, so that every tenant and service of the block is
+/// in it in proportion to its bytes (frames are ordered by tenant, then trace id); empty when
+/// the block is too small for one to pay.
 /// zstd reads bytes that begin with its dictionary magic number as a trained dictionary; an
 /// encoded trace begins with the tag of `TracesData.resource_spans` (0x0a), never with it.
 pub fn sample_dictionary<'a>(
@@ -39,9 +43,11 @@ pub fn sample_dictionary<'a>(
 ) -> Vec<u8> {
     let mut dictionary = Vec::new();
     let total: usize = traces.clone().map(<[u8]>::len).sum();
-    if size == 0 || total < size.saturating_mul(DICTIONARY_MIN_RATIO) {
+    let scaled = size.min(total / TRACE_BYTES_PER_DICTIONARY_BYTE);
+    if scaled == 0 || scaled < size.min(DICTIONARY_FLOOR_BYTES) {
         return dictionary;
     }
+    let size = scaled;
     // One trace in every `stride` gives about `size` bytes of the `total`.
     let stride = (total / size).max(1);
     for bytes in traces.step_by(stride) {

@@ -298,7 +298,7 @@ class TraceSettings:
         block_max_bytes: int = 8_388_608,
         block_max_age_seconds: float = 5.0,
         zstd_level: int = 3,
-        dictionary_bytes: int = 65_536,
+        dictionary_bytes: int = 262_144,
     ) -> Self:
         """``ValueError`` unless sizes and ages are positive, the level is 1..19 and
         ``dictionary_bytes`` at most 16 MiB: the size of the raw-content dictionary (traces

@@ -10,7 +10,7 @@ use prost::Message;
 use super::builder::{attrs, kv, str_value};
 use super::copy_reader::{int4, int4_array, int8, text, tuples};
 use crate::trace_blocks::{TraceCore, TraceSettings};
-use crate::trace_index::civil_from_days;
+use crate::trace_index::{civil_from_days, sample_dictionary};
 use crate::trace_ingest::{attribute_hash, STATUS_ERROR};
 use crate::trace_read::{decode_trace, join_frames};
 
@@ -297,4 +297,29 @@ fn a_large_block_compresses_its_frames_with_one_dictionary() {
     let again = cut(4_096);
     assert_eq!((again.key, again.id), (with.key.clone(), with.id));
     assert_ne!(with.id, without.id);
+}
+
+#[test]
+fn a_dictionary_is_at_most_an_eighth_of_its_block() {
+    let sample = |traces: usize, size: usize| {
+        let trace: Vec<u8> = (0..1_000u32).map(|i| (i % 251) as u8).collect();
+        sample_dictionary(std::iter::repeat_n(&trace[..], traces), size)
+    };
+    // 100 traces of 1,000 bytes: 12,500 bytes, every eighth trace, the last one cut.
+    assert_eq!(sample(100, 256 << 10).len(), 12_500);
+    assert_eq!(
+        sample(1_000, 64 << 10).len(),
+        64 << 10,
+        "the setting bounds it"
+    );
+    assert!(
+        sample(30, 256 << 10).is_empty(),
+        "an eighth of 30,000 bytes is under the 4 KiB floor"
+    );
+    assert_eq!(
+        sample(1, 8).len(),
+        8,
+        "a setting under the floor is taken as is"
+    );
+    assert!(sample(1_000, 0).is_empty());
 }

@@ -385,7 +385,10 @@ class MetricsWriter:
             f"INSERT INTO series ({columns}) SELECT {columns} FROM series_incoming "
             "ON CONFLICT (id) DO NOTHING"
         )
-        self._telemetry.new_series.inc(int(inserted.rsplit(" ", 1)[-1]))
+        inserted_rows = int(inserted.rsplit(" ", 1)[-1])
+        self._telemetry.new_series.inc(inserted_rows)
+        if inserted_rows == batch.new_series:
+            return  # no id was stored already, so none can name another series
         # Another process may have stored a different series under the same id.
         collided = await conn.fetch(
             """SELECT i.id, i.metric_name FROM series_incoming AS i

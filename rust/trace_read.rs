@@ -11,8 +11,8 @@ use crate::error::CoreError;
 /// and blocks are cut at a few MiB): a corrupt length field cannot make us allocate more.
 const MAX_FRAME_BYTES: usize = 256 << 20;
 
-/// A block's dictionary is `dictionary_bytes` of its traces, at most 16 MiB (`TraceSettings`);
-/// a corrupt one cannot make us allocate more than this.
+/// A block's dictionary is up to `dictionary_bytes` of its traces, at most 16 MiB
+/// (`TraceSettings`); a corrupt one cannot make us allocate more than this.
 const MAX_DICTIONARY_BYTES: usize = 64 << 20;
 
 /// Decompresses frames (each one trace's spans in one block, with the zstd-compressed

@@ -374,7 +374,7 @@ class MetricsWriter:
             await checkpoints.prune_accepted(conn, self._config.spool.dedup_horizon_seconds)
 
     async def _write_series(self, conn: asyncpg.Connection, batch: MetricsBatch) -> None:
-        await conn.copy_to_table(
+        staged = await conn.copy_to_table(
             "series_incoming",
             source=io.BytesIO(batch.series_copy),
             columns=list(SERIES_COLUMNS),
@@ -387,7 +387,7 @@ class MetricsWriter:
         )
         inserted_rows = int(inserted.rsplit(" ", 1)[-1])
         self._telemetry.new_series.inc(inserted_rows)
-        if inserted_rows == batch.new_series:
+        if inserted_rows == int(staged.rsplit(" ", 1)[-1]):
             return  # no id was stored already, so none can name another series
         # Another process may have stored a different series under the same id.
         collided = await conn.fetch(

@@ -24,7 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.otlp_payloads import build_requests
-from tidegate._core import CoreLimits, MetricsCore, RollupSettings
+from tidegate._core import CopyPayload, CoreLimits, MetricsCore, RollupSettings
 
 MIB = 1024 * 1024
 NS = 1_000_000_000
@@ -51,7 +51,7 @@ def main() -> None:
     payload = sum(
         len(getattr(batch, name))
         for name in dir(batch)
-        if name.endswith("_copy") and isinstance(getattr(batch, name), bytes)
+        if name.endswith("_copy") and isinstance(getattr(batch, name), CopyPayload)
     )
     del batch
     gc.collect()

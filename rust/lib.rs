@@ -24,6 +24,7 @@ pub mod otlp_decode;
 mod otlp_points;
 pub mod otlp_view;
 pub mod python;
+mod python_payload;
 mod python_tdigest;
 mod python_traces;
 pub mod reject;
@@ -75,6 +76,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     python::add_exceptions(m)?;
     m.add_class::<python::CoreLimits>()?;
     m.add_class::<python::ExportSummary>()?;
+    m.add_class::<python::CopyPayload>()?;
     m.add_class::<python::MetricsBatch>()?;
     m.add_class::<python::MetricsCore>()?;
     m.add_class::<python::RollupSettings>()?;

@@ -16,6 +16,7 @@ use crate::staged::Limits;
 use crate::tenants::SeriesLimits;
 use crate::windows::{ReplayFilter, RollupSettings as Settings, NS_PER_SECOND};
 
+pub use crate::python_payload::CopyPayload;
 pub use crate::python_tdigest::TDigest;
 
 create_exception!(
@@ -258,17 +259,17 @@ impl ExportSummary {
 #[pyclass(frozen, module = "tidegate._core")]
 pub struct MetricsBatch {
     #[pyo3(get)]
-    series_copy: Py<PyBytes>,
+    series_copy: Py<CopyPayload>,
     #[pyo3(get)]
-    point_chunks_copy: Py<PyBytes>,
+    point_chunks_copy: Py<CopyPayload>,
     #[pyo3(get)]
-    histogram_chunks_copy: Py<PyBytes>,
+    histogram_chunks_copy: Py<CopyPayload>,
     #[pyo3(get)]
-    exp_histogram_points_copy: Py<PyBytes>,
+    exp_histogram_points_copy: Py<CopyPayload>,
     #[pyo3(get)]
-    summary_points_copy: Py<PyBytes>,
+    summary_points_copy: Py<CopyPayload>,
     #[pyo3(get)]
-    rollups_copy: Py<PyBytes>,
+    rollups_copy: Py<CopyPayload>,
     #[pyo3(get)]
     points: u64,
     #[pyo3(get)]
@@ -424,18 +425,21 @@ impl MetricsCore {
         now_ns: i64,
         flush_all: bool,
         flush_hours: bool,
-    ) -> Option<MetricsBatch> {
-        let batch = without_gil(py, || {
+    ) -> PyResult<Option<MetricsBatch>> {
+        let Some(batch) = without_gil(py, || {
             self.inner.take_batch_at(now_ns, flush_all, flush_hours)
-        })?;
-        let bytes = |b: &[u8]| PyBytes::new(py, b).unbind();
-        Some(MetricsBatch {
-            series_copy: bytes(&batch.series_copy),
-            point_chunks_copy: bytes(&batch.point_chunks_copy),
-            histogram_chunks_copy: bytes(&batch.histogram_chunks_copy),
-            exp_histogram_points_copy: bytes(&batch.exp_histogram_points_copy),
-            summary_points_copy: bytes(&batch.summary_points_copy),
-            rollups_copy: bytes(&batch.rollups_copy),
+        }) else {
+            return Ok(None);
+        };
+        // The payloads move into Python objects: no copy, and no copy made under the GIL.
+        let payload = |data: Vec<u8>| Py::new(py, CopyPayload::new(data));
+        Ok(Some(MetricsBatch {
+            series_copy: payload(batch.series_copy)?,
+            point_chunks_copy: payload(batch.point_chunks_copy)?,
+            histogram_chunks_copy: payload(batch.histogram_chunks_copy)?,
+            exp_histogram_points_copy: payload(batch.exp_histogram_points_copy)?,
+            summary_points_copy: payload(batch.summary_points_copy)?,
+            rollups_copy: payload(batch.rollups_copy)?,
             points: batch.points,
             chunk_rows: batch.chunk_rows,
             histogram_chunk_rows: batch.histogram_chunk_rows,
@@ -447,7 +451,7 @@ impl MetricsCore {
             seqs: batch.seqs,
             open_from_seq: batch.open_from_seq,
             new_series_ids: batch.new_series_ids,
-        })
+        }))
     }
 
     fn forget_series(&self, py: Python<'_>, batch: &Bound<'_, MetricsBatch>) {

@@ -42,12 +42,18 @@ impl CopyPayload {
         if view.is_null() {
             return Err(PyBufferError::new_err("no buffer view to fill"));
         }
+        let refuse = |message: &'static str| {
+            // SAFETY: `view` is not null; a refused request leaves no object in it.
+            unsafe { (*view).obj = std::ptr::null_mut() };
+            Err(PyBufferError::new_err(message))
+        };
         if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
-            return Err(PyBufferError::new_err("a COPY payload is read-only"));
+            return refuse("a COPY payload is read-only");
         }
         let data = &slf.get().data;
-        let len = ffi::Py_ssize_t::try_from(data.len())
-            .map_err(|_| PyBufferError::new_err("payload larger than a buffer can describe"))?;
+        let Ok(len) = ffi::Py_ssize_t::try_from(data.len()) else {
+            return refuse("payload larger than a buffer can describe");
+        };
         // SAFETY: see above; readonly = 1, and the flags were checked for a writable request.
         let filled = unsafe {
             ffi::PyBuffer_FillInfo(

@@ -71,7 +71,8 @@ def rollup_lag_seconds(
 async def _chunks(payload: CopyPayload) -> AsyncIterator[memoryview]:
     """``payload`` in slices of ``COPY_CHUNK_BYTES``, without copying it (asyncpg copies each
     slice into one CopyData message; a file-like source would cost a thread hand-off and a
-    copy per 512 KiB read)."""
+    copy per 512 KiB read). Slices are views of the payload itself, not exports of ``view``,
+    so releasing ``view`` while asyncpg still holds one is allowed."""
     with memoryview(payload) as view:
         for start in range(0, len(view), COPY_CHUNK_BYTES):
             yield view[start : start + COPY_CHUNK_BYTES]

@@ -133,6 +133,17 @@ impl MetricsCore {
         }
     }
 
+    /// Series PostgreSQL holds under ids this process gave other series, as `(id, stored
+    /// fingerprint)`: later points of this process's series with those ids are rejected as
+    /// collisions.
+    pub fn adopt_stored_series(&self, stored: &[(u64, u64)]) {
+        for &(id, fingerprint) in stored {
+            lock(&self.shards[shard_of(id)])
+                .registry
+                .adopt_stored(id, fingerprint);
+        }
+    }
+
     /// Windows and hours open (not yet written as rollup rows).
     pub fn open_windows(&self) -> usize {
         let windows: usize = self.shards.iter().map(|s| lock(s).windows.len()).sum();

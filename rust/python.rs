@@ -459,6 +459,10 @@ impl MetricsCore {
         without_gil(py, || self.inner.forget_series(ids));
     }
 
+    fn adopt_stored_series(&self, stored: Vec<(u64, u64)>) {
+        self.inner.adopt_stored_series(&stored);
+    }
+
     #[getter]
     fn buffered_points(&self) -> u64 {
         self.inner.buffered_points()

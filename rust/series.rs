@@ -6,7 +6,8 @@
 //! A series is identified by the bytes below; `id` is xxh3-64 (seed 0) of them and
 //! `fingerprint` is xxh3-64 with seed [`FINGERPRINT_SEED`] of the same bytes. Two series with
 //! equal ids but different fingerprints are a collision: counted, and the later points rejected
-//! (`series_id_collision`), never merged.
+//! (`series_id_collision`), never merged (except the one batch in which PostgreSQL, not this
+//! process, finds it: [`SeriesRegistry::adopt_stored`]).
 //!
 //! ```text
 //! field(b)     = u32 LE byte length ‖ b
@@ -295,6 +296,15 @@ impl SeriesRegistry {
                 s.written = false;
                 self.written -= 1;
             }
+        }
+    }
+
+    /// Takes `fingerprint` as that of `id`: PostgreSQL holds another series under the id this
+    /// process gave one of its own, so from now on this process's points of it are collisions
+    /// (rejected) instead of being stored under the other series' id.
+    pub fn adopt_stored(&mut self, id: u64, fingerprint: u64) {
+        if let Some(s) = self.known.get_mut(&id) {
+            s.fingerprint = fingerprint;
         }
     }
 

@@ -229,6 +229,10 @@ class MetricsCore:
     def forget_series(self, batch: MetricsBatch) -> None:
         """Forget the series first seen in ``batch`` (its write failed), so that the next
         batch that carries them inserts them again."""
+    def adopt_stored_series(self, stored: list[tuple[int, int]]) -> None:
+        """``(id, fingerprint)`` of series PostgreSQL holds under ids this process gave other
+        series (unsigned 64-bit values): later points of those series of this process are
+        rejected as ``series_id_collision`` instead of being stored under another series."""
     @property
     def buffered_points(self) -> int: ...
     @property

@@ -55,6 +55,7 @@ PRUNE_EVERY_SECONDS = 60.0
 COPY_CHUNK_BYTES = 1 << 20
 SINK = "metrics"
 NS_PER_SECOND = 1_000_000_000
+U64_MASK = (1 << 64) - 1
 
 
 def rollup_lag_seconds(
@@ -404,12 +405,21 @@ class MetricsWriter:
             return  # no id was stored already, so none can name another series
         # Another process may have stored a different series under the same id.
         collided = await conn.fetch(
-            """SELECT i.id, i.metric_name FROM series_incoming AS i
-               JOIN series AS s ON s.id = i.id WHERE s.fingerprint <> i.fingerprint"""
+            """SELECT i.id, i.metric_name, s.metric_name AS stored_name, s.fingerprint
+               FROM series_incoming AS i JOIN series AS s ON s.id = i.id
+               WHERE s.fingerprint <> i.fingerprint"""
         )
         if collided:
             self._telemetry.series_collisions.labels("database").inc(len(collided))
             log.error(
-                "series id collision with stored series: %s",
-                ", ".join(f"{r['metric_name']} ({r['id']})" for r in collided[:10]),
+                "series id collision with stored series: %s; this batch's points of them are "
+                "stored under the stored series, later ones are rejected",
+                ", ".join(
+                    f"{r['metric_name']} (id {r['id']}, stored for {r['stored_name']})"
+                    for r in collided[:10]
+                ),
+            )
+            # Ids and fingerprints are stored as signed bigint: back to the core's u64.
+            self._core.adopt_stored_series(
+                [(r["id"] & U64_MASK, r["fingerprint"] & U64_MASK) for r in collided]
             )

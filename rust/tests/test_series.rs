@@ -150,3 +150,26 @@ fn field_boundaries_cannot_alias() {
     let b = id(gauge("m", vec![number(T, 1.0, attrs(&[("a", "bc")]))]));
     assert_ne!(a, b);
 }
+
+#[test]
+fn a_fingerprint_adopted_from_storage_turns_the_series_into_a_collision() {
+    use crate::series::{Admission, SeriesKey, SeriesRegistry, SeriesStatus};
+    let mut registry = SeriesRegistry::default();
+    let ours = SeriesKey {
+        id: 7,
+        fingerprint: 1,
+    };
+    assert_eq!(registry.admit(ours, 0, 10), Admission::New);
+    assert_eq!(registry.admit(ours, 0, 11), Admission::Known);
+    registry.adopt_stored(7, 2);
+    assert_eq!(registry.status(ours), SeriesStatus::Collision);
+    assert_eq!(registry.admit(ours, 0, 12), Admission::Collision);
+    let stored = SeriesKey {
+        id: 7,
+        fingerprint: 2,
+    };
+    assert_eq!(registry.admit(stored, 0, 13), Admission::Known);
+    assert_eq!((registry.len(), registry.collisions()), (1, 1));
+    registry.adopt_stored(8, 3);
+    assert_eq!(registry.len(), 1, "an unknown id is not made known");
+}

@@ -1,7 +1,7 @@
 """`series` rows: a series new to this process but already stored (another process, an earlier
 run) is not inserted twice, and one stored under the same id with another fingerprint is
-counted and logged as a collision (the writer looks for them only when some staged row was
-already there)."""
+counted and logged as a collision, after which this process rejects its points (the writer
+looks for collisions only when some staged row was already there)."""
 
 from __future__ import annotations
 
@@ -62,5 +62,13 @@ def test_stored_series_are_not_inserted_again_and_collisions_are_counted(
         assert sorted(names) == ["alpha", "beta", "delta", "gamma"]
         points = _stored_points(second)
         assert (points["alpha"], points["gamma"], points["delta"]) == (2, 2, 1)
+        # From now on this process rejects beta's points instead of storing them under the
+        # other series' id; the rest of a request is stored.
+        reply = p.export(second.grpc_target, _gauges("alpha", "beta"))
+        assert reply.partial_success.rejected_data_points == 1
+        assert "collision" in reply.partial_success.error_message
+        second.flush()
+        after = _stored_points(second)
+        assert (after["alpha"], after["beta"]) == (3, points["beta"])
     finally:
         second.stop()

@@ -1,9 +1,12 @@
 //! Reading traces back: stored frames → one `TracesData`, and its OTLP JSON.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
+use xxhash_rust::xxh3::xxh3_128;
+use zstd::dict::DecoderDictionary;
 
 use crate::error::CoreError;
 
@@ -15,6 +18,45 @@ const MAX_FRAME_BYTES: usize = 256 << 20;
 /// (`TraceSettings`); a corrupt one cannot make us allocate more than this.
 const MAX_DICTIONARY_BYTES: usize = 64 << 20;
 
+/// Decompressed bytes of the block dictionaries kept ready for reading (a 256 KiB dictionary
+/// takes longer to decompress than a trace's frame).
+const DICTIONARY_CACHE_BYTES: usize = 8 << 20;
+
+/// A block dictionary ready for decompressing frames: its raw size, for the cache's bound.
+type Prepared = (Arc<DecoderDictionary<'static>>, usize);
+
+/// Dictionaries of recently read blocks, most recent last, by the xxh3-128 of their
+/// compressed bytes: the traces a search returns, or the fragments of one trace, often share
+/// a block.
+static DICTIONARIES: Mutex<Vec<(u128, Prepared)>> = Mutex::new(Vec::new());
+
+/// The prepared dictionary of a block from its zstd-compressed bytes, from the cache when a
+/// recent read had it.
+fn prepared_dictionary(compressed: &[u8]) -> std::io::Result<Arc<DecoderDictionary<'static>>> {
+    let key = xxh3_128(compressed);
+    let cached = || DICTIONARIES.lock().unwrap_or_else(PoisonError::into_inner);
+    {
+        let mut cache = cached();
+        if let Some(at) = cache.iter().position(|(k, _)| *k == key) {
+            let entry = cache.remove(at);
+            let dictionary = Arc::clone(&entry.1 .0);
+            cache.push(entry);
+            return Ok(dictionary);
+        }
+    }
+    let raw = zstd::bulk::decompress(compressed, MAX_DICTIONARY_BYTES)?;
+    let dictionary = Arc::new(DecoderDictionary::copy(&raw));
+    if raw.len() <= DICTIONARY_CACHE_BYTES {
+        let mut cache = cached();
+        cache.push((key, (Arc::clone(&dictionary), raw.len())));
+        let mut held: usize = cache.iter().map(|(_, (_, size))| size).sum();
+        while held > DICTIONARY_CACHE_BYTES {
+            held -= cache.remove(0).1 .1;
+        }
+    }
+    Ok(dictionary)
+}
+
 /// Decompresses frames (each one trace's spans in one block, with the zstd-compressed
 /// dictionary of its block, empty when it has none) and concatenates them: the result is one
 /// encoded `TracesData` holding every span. `Err` names the frame's position.
@@ -24,15 +66,15 @@ pub fn join_frames(frames: &[(&[u8], &[u8])]) -> Result<Vec<u8>, CoreError> {
         let fail = |what: &str, e: std::io::Error| {
             CoreError::FrameDecode(format!("frame {i}: {what}: {e}"))
         };
-        let dictionary = if dictionary.is_empty() {
-            Vec::new()
+        let bytes = if dictionary.is_empty() {
+            zstd::bulk::Decompressor::new().and_then(|mut d| d.decompress(frame, MAX_FRAME_BYTES))
         } else {
-            zstd::bulk::decompress(dictionary, MAX_DICTIONARY_BYTES)
-                .map_err(|e| fail("its block's dictionary", e))?
-        };
-        let bytes = zstd::bulk::Decompressor::with_dictionary(&dictionary)
-            .and_then(|mut d| d.decompress(frame, MAX_FRAME_BYTES))
-            .map_err(|e| fail("the frame", e))?;
+            let prepared =
+                prepared_dictionary(dictionary).map_err(|e| fail("its block's dictionary", e))?;
+            zstd::bulk::Decompressor::with_prepared_dictionary(&prepared)
+                .and_then(|mut d| d.decompress(frame, MAX_FRAME_BYTES))
+        }
+        .map_err(|e| fail("the frame", e))?;
         out.extend_from_slice(&bytes);
     }
     Ok(out)

@@ -323,3 +323,54 @@ fn a_dictionary_is_at_most_an_eighth_of_its_block() {
     );
     assert!(sample(1_000, 0).is_empty());
 }
+
+#[test]
+fn frames_of_blocks_with_other_dictionaries_read_in_turn() {
+    let cut = |traces: u32| {
+        let core = TraceCore::new(TraceSettings {
+            dictionary_bytes: 4_096,
+            ..TraceSettings::default()
+        });
+        core.ingest(&many_traces(traces), NOW).unwrap();
+        core.take_block(NOW, true).unwrap()
+    };
+    // Other trace counts: other samples at another stride, so other dictionaries.
+    let blocks = [cut(2_000), cut(1_500), cut(1_000)];
+    assert_ne!(blocks[0].dictionary, blocks[1].dictionary);
+    assert_ne!(blocks[1].dictionary, blocks[2].dictionary);
+    let rows: Vec<_> = blocks.iter().map(|b| tuples(&b.index_copy)).collect();
+    // Every read after the first of a block finds its dictionary prepared; a frame read with
+    // another block's dictionary must still fail, never decode to something else.
+    for round in 0..3 {
+        for (block, rows) in blocks.iter().zip(&rows) {
+            let row = &rows[round * 7];
+            let (offset, length) = (int8(&row[2]) as usize, int8(&row[3]) as usize);
+            let frame = &block.data[offset..offset + length];
+            let data =
+                decode_trace(&join_frames(&[(frame, &block.dictionary[..])]).unwrap()).unwrap();
+            let spans: Vec<&Span> = data
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .collect();
+            assert_eq!(spans.len(), 4);
+            assert!(spans.iter().all(|s| s.trace_id == row[0].clone().unwrap()));
+        }
+    }
+    let (frame_of_first, other) = {
+        let row = &rows[0][0];
+        let (offset, length) = (int8(&row[2]) as usize, int8(&row[3]) as usize);
+        (
+            &blocks[0].data[offset..offset + length],
+            &blocks[1].dictionary[..],
+        )
+    };
+    let wrong = join_frames(&[(frame_of_first, other)]).and_then(|b| decode_trace(&b));
+    assert!(
+        wrong.map_or(true, |d| d.resource_spans.is_empty()
+            || d.resource_spans[0].scope_spans[0].spans[0].trace_id
+                != rows[0][0][0].clone().unwrap()),
+        "a frame read with another block's dictionary does not give its trace back"
+    );
+}

@@ -8,8 +8,8 @@ use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, S
 use prost::Message;
 
 use super::builder::{attrs, kv, str_value};
-use super::copy_reader::{int4, int4_array, int8, text, tuples};
-use crate::trace_blocks::{TraceCore, TraceSettings};
+use super::copy_reader::{int4, int4_array, int8, text, tuples, Field};
+use crate::trace_blocks::{TraceBlock, TraceCore, TraceSettings};
 use crate::trace_index::{civil_from_days, sample_dictionary};
 use crate::trace_ingest::{attribute_hash, STATUS_ERROR};
 use crate::trace_read::{decode_trace, join_frames};
@@ -239,6 +239,23 @@ fn fragments_are_the_bytes_prost_would_write() {
 }
 
 /// `traces` traces of 4 spans each, every span with distinct random-looking ids, one request.
+/// The frame an index row of `block` points at.
+fn frame_of_row<'a>(block: &'a TraceBlock, row: &[Field]) -> &'a [u8] {
+    let (offset, length) = (int8(&row[2]) as usize, int8(&row[3]) as usize);
+    &block.data[offset..offset + length]
+}
+
+/// Every span of the trace an index row of `block` points at, read with the block's dictionary.
+fn spans_of_row(block: &TraceBlock, row: &[Field]) -> Vec<Span> {
+    let frame = frame_of_row(block, row);
+    let data = decode_trace(&join_frames(&[(frame, &block.dictionary[..])]).unwrap()).unwrap();
+    data.resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect()
+}
+
 fn many_traces(traces: u32) -> Vec<u8> {
     let spans = (0..traces)
         .flat_map(|t| {
@@ -278,17 +295,10 @@ fn a_large_block_compresses_its_frames_with_one_dictionary() {
     assert_eq!(rows.len(), 2_000);
     for row in &rows {
         assert_eq!(int8(&row[1]), with.id);
-        let (offset, length) = (int8(&row[2]) as usize, int8(&row[3]) as usize);
-        let frame = &with.data[offset..offset + length];
-        let data = decode_trace(&join_frames(&[(frame, &with.dictionary[..])]).unwrap()).unwrap();
-        let spans: Vec<&Span> = data
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .collect();
+        let spans = spans_of_row(&with, row);
         assert_eq!(spans.len(), 4);
         assert!(spans.iter().all(|s| s.trace_id == row[0].clone().unwrap()));
+        let frame = frame_of_row(&with, row);
         assert!(
             join_frames(&[(frame, &[][..])]).is_err(),
             "a frame needs its block's dictionary"
@@ -344,28 +354,15 @@ fn frames_of_blocks_with_other_dictionaries_read_in_turn() {
     for round in 0..3 {
         for (block, rows) in blocks.iter().zip(&rows) {
             let row = &rows[round * 7];
-            let (offset, length) = (int8(&row[2]) as usize, int8(&row[3]) as usize);
-            let frame = &block.data[offset..offset + length];
-            let data =
-                decode_trace(&join_frames(&[(frame, &block.dictionary[..])]).unwrap()).unwrap();
-            let spans: Vec<&Span> = data
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .flat_map(|s| &s.spans)
-                .collect();
+            let spans = spans_of_row(block, row);
             assert_eq!(spans.len(), 4);
             assert!(spans.iter().all(|s| s.trace_id == row[0].clone().unwrap()));
         }
     }
-    let (frame_of_first, other) = {
-        let row = &rows[0][0];
-        let (offset, length) = (int8(&row[2]) as usize, int8(&row[3]) as usize);
-        (
-            &blocks[0].data[offset..offset + length],
-            &blocks[1].dictionary[..],
-        )
-    };
+    let (frame_of_first, other) = (
+        frame_of_row(&blocks[0], &rows[0][0]),
+        &blocks[1].dictionary[..],
+    );
     let wrong = join_frames(&[(frame_of_first, other)]).and_then(|b| decode_trace(&b));
     assert!(
         wrong.map_or(true, |d| d.resource_spans.is_empty()

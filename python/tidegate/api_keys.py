@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from tidegate.config import DEFAULT_TENANT, TENANT_NAME
+from tidegate.database import rows_affected
 from tidegate.errors import AuthenticationError, TenantNameError
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ async def revoke(
             "WHERE tenant = $1 AND revoked_at IS NULL",
             tenant,
         )
-    return int(status.split()[-1])
+    return rows_affected(status)
 
 
 async def watch(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from tidegate.database import rows_affected
 from tidegate.intake import NS_PER_SECOND, Accepted
 from tidegate.spool import SeqSet
 
@@ -132,7 +133,7 @@ async def prune_accepted(conn: asyncpg.Connection, horizon_seconds: float) -> in
         "WHERE accepted_at <= now() - make_interval(secs => $1)",
         horizon_seconds,
     )
-    return int(status.rsplit(" ", 1)[-1])
+    return rows_affected(status)
 
 
 def _timestamp(now_ns: int) -> dt.datetime:

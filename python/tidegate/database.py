@@ -34,6 +34,12 @@ class Database:
             await asyncio.to_thread(server.cleanup)
 
 
+def rows_affected(status: str) -> int:
+    """The row count of a command tag asyncpg returns (``"INSERT 0 3"``, ``"COPY 3"``,
+    ``"DELETE 3"``, ``"UPDATE 3"``)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def open_database(config: Config) -> Database:
     """Connect (starting the embedded server when no DSN is set) and apply migrations."""
     database = Database(dsn=config.storage.dsn)

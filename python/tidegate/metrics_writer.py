@@ -30,6 +30,7 @@ from tidegate._core import (
 )
 from tidegate.checkpoints import I64_MAX, NONE_OPEN, Checkpoint
 from tidegate.config import Config
+from tidegate.database import rows_affected
 from tidegate.intake import Accepted, Intake
 from tidegate.partitions import ensure_days
 from tidegate.sink import Sink
@@ -399,9 +400,9 @@ class MetricsWriter:
             f"INSERT INTO series ({columns}) SELECT {columns} FROM series_incoming "
             "ON CONFLICT (id) DO NOTHING"
         )
-        inserted_rows = int(inserted.rsplit(" ", 1)[-1])
+        inserted_rows = rows_affected(inserted)
         self._telemetry.new_series.inc(inserted_rows)
-        if inserted_rows == int(staged.rsplit(" ", 1)[-1]):
+        if inserted_rows == rows_affected(staged):
             return  # no id was stored already, so none can name another series
         # Another process may have stored a different series under the same id.
         collided = await conn.fetch(

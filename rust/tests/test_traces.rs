@@ -10,7 +10,7 @@ use prost::Message;
 use super::builder::{attrs, kv, str_value};
 use super::copy_reader::{int4, int4_array, int8, text, tuples, Field};
 use crate::trace_blocks::{TraceBlock, TraceCore, TraceSettings};
-use crate::trace_index::{civil_from_days, sample_dictionary};
+use crate::trace_index::{civil_from_days, sample_dictionary, with_entropy_tables};
 use crate::trace_ingest::{attribute_hash, STATUS_ERROR};
 use crate::trace_read::{decode_trace, join_frames};
 
@@ -370,4 +370,76 @@ fn frames_of_blocks_with_other_dictionaries_read_in_turn() {
                 != rows[0][0][0].clone().unwrap()),
         "a frame read with another block's dictionary does not give its trace back"
     );
+}
+
+/// One encoded trace of 6 spans whose attribute values vary with `t`.
+fn varied_trace(t: u64) -> Vec<u8> {
+    let mix = |n: u64| (n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let spans = (0..6u64)
+        .map(|i| {
+            let mut s = span(
+                1,
+                1,
+                None,
+                ["GET /cart/{id}", "SELECT carts", "GET"][i as usize % 3],
+            );
+            s.trace_id = [mix(t).to_be_bytes(), mix(!t).to_be_bytes()].concat();
+            s.span_id = mix(t << 3 | i).to_be_bytes().to_vec();
+            s.start_time_unix_nano += mix(t + i) % 1_000_000;
+            s.attributes = attrs(&[
+                ("http.target", &format!("/cart/{}", mix(t) % 100_000)),
+                (
+                    "db.statement",
+                    &format!("SELECT * FROM carts WHERE id = {}", t % 977),
+                ),
+            ]);
+            s
+        })
+        .collect();
+    request("cart", spans)
+}
+
+#[test]
+fn entropy_tables_make_frames_smaller_and_still_decode() {
+    let traces: Vec<Vec<u8>> = (0..1_200).map(varied_trace).collect();
+    let content = sample_dictionary(traces.iter().step_by(2).map(Vec::as_slice), 16 << 10);
+    let samples: Vec<&[u8]> = traces
+        .iter()
+        .skip(1)
+        .step_by(12)
+        .map(Vec::as_slice)
+        .collect();
+    let full = with_entropy_tables(content.clone(), &samples, 3);
+    const MAGIC: [u8; 4] = 0xEC30_A437_u32.to_le_bytes();
+    assert_eq!(full[..4], MAGIC, "a full dictionary, header first");
+    assert_eq!(
+        full[full.len() - content.len()..],
+        content[..],
+        "then the content"
+    );
+    assert_eq!(
+        full,
+        with_entropy_tables(content.clone(), &samples, 3),
+        "deterministic"
+    );
+    let frames = |dictionary: &[u8]| {
+        let mut c = zstd::bulk::Compressor::with_dictionary(3, dictionary).unwrap();
+        let mut d = zstd::bulk::Decompressor::with_dictionary(dictionary).unwrap();
+        let mut total = 0;
+        // Traces in neither the content nor the samples.
+        for trace in traces.iter().skip(3).step_by(4) {
+            let frame = c.compress(trace).unwrap();
+            assert_eq!(&d.decompress(&frame, 1 << 20).unwrap(), trace);
+            total += frame.len();
+        }
+        total
+    };
+    let (with_tables, content_alone) = (frames(&full), frames(&content));
+    assert!(
+        with_tables * 100 < content_alone * 97,
+        "{with_tables} bytes of frames with entropy tables, {content_alone} without"
+    );
+    // Nothing to draw tables from: the content as it was.
+    assert_eq!(with_entropy_tables(content.clone(), &[], 3), content);
+    assert!(with_entropy_tables(Vec::new(), &samples, 3).is_empty());
 }

@@ -22,7 +22,7 @@ pub enum CoreError {
     /// The request bytes are not a decodable `ExportTraceServiceRequest`; nothing of it was
     /// accepted (INVALID_ARGUMENT upstream).
     #[error("cannot decode ExportTraceServiceRequest: {}", Shortened(.0))]
-    TraceDecode(prost::DecodeError),
+    TraceDecode(String),
     /// A stored trace frame does not decompress or decode; the caller names the block.
     #[error("corrupt trace frame: {0}")]
     FrameDecode(String),

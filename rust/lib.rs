@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod live_settings;
 pub mod otlp_decode;
 mod otlp_points;
+pub mod otlp_spans;
 pub mod otlp_view;
 pub mod python;
 mod python_payload;

@@ -117,7 +117,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// A `Resource`: its attributes (entity refs and the dropped count are validated only).
-    fn resource(&mut self, bytes: &'a [u8], ctx: u32) -> Res<Span> {
+    pub(crate) fn resource(&mut self, bytes: &'a [u8], ctx: u32) -> Res<Span> {
         let start = self.view.kvs.len();
         let mut r = Reader::new(bytes);
         while !r.is_empty() {
@@ -166,7 +166,7 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
-    fn instrumentation_scope(
+    pub(crate) fn instrumentation_scope(
         &mut self,
         bytes: &'a [u8],
         ctx: u32,

@@ -7,14 +7,14 @@
 //! a valid `TracesData` holding every span.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::{status, Span};
+use opentelemetry_proto::tonic::trace::v1::status;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
-use prost::Message;
 
 use crate::error::CoreError;
+use crate::otlp_spans::{decode_spans, SpanView};
+use crate::otlp_view::{AnyView, KeyValueView};
 use crate::trace_sampling::SamplingRatios;
 
 /// A trace id: 16 bytes, not all zero.
@@ -111,10 +111,9 @@ pub struct StagedSpans {
 }
 
 /// Why a span is refused; the message goes to the client.
-fn check(span: &Span) -> Result<TraceId, &'static str> {
+fn check(span: &SpanView<'_>) -> Result<TraceId, &'static str> {
     let trace_id: TraceId = span
         .trace_id
-        .as_slice()
         .try_into()
         .map_err(|_| "trace_id must be 16 bytes")?;
     if trace_id == [0; 16] {
@@ -135,33 +134,42 @@ fn check(span: &Span) -> Result<TraceId, &'static str> {
     Ok(trace_id)
 }
 
-fn string_of(kvs: &[KeyValue], key: &str) -> Option<String> {
-    kvs.iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
-}
-
-fn search_pairs(kvs: &[KeyValue], out: &mut BTreeSet<i32>) {
+/// Adds the search hashes of `kvs` (string, integer and boolean values) to `out`, up to
+/// `MAX_SEARCH_ATTRIBUTES`; `pair` is scratch space.
+fn search_pairs(kvs: &[KeyValueView<'_>], out: &mut BTreeSet<i32>, pair: &mut String) {
     for kv in kvs {
         if out.len() >= MAX_SEARCH_ATTRIBUTES {
             return;
         }
-        let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(any_value::Value::StringValue(s)) => s.clone(),
-            Some(any_value::Value::IntValue(i)) => i.to_string(),
-            Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        if kv.key.len() > MAX_SEARCH_VALUE_BYTES {
+            continue;
+        }
+        pair.clear();
+        pair.push_str(kv.key);
+        pair.push('=');
+        // Writing into a String cannot fail.
+        let _ = match kv.value {
+            AnyView::Str(s) => {
+                pair.push_str(s);
+                Ok(())
+            }
+            AnyView::Int(i) => write!(pair, "{i}"),
+            AnyView::Bool(b) => write!(pair, "{b}"),
             _ => continue,
         };
-        if value.len() <= MAX_SEARCH_VALUE_BYTES && kv.key.len() <= MAX_SEARCH_VALUE_BYTES {
-            out.insert(attribute_hash(&format!("{}={value}", kv.key)));
+        if pair.len() - kv.key.len() - 1 <= MAX_SEARCH_VALUE_BYTES {
+            out.insert(attribute_hash(pair));
         }
     }
 }
 
-fn summarize(summary: &mut TraceSummary, span: &Span, service: &str) {
+fn summarize(
+    summary: &mut TraceSummary,
+    span: &SpanView<'_>,
+    attributes: &[KeyValueView<'_>],
+    service: &str,
+    pair: &mut String,
+) {
     // Checked by `check`: both times fit in i64.
     let (start, end) = (
         span.start_time_unix_nano as i64,
@@ -173,21 +181,20 @@ fn summarize(summary: &mut TraceSummary, span: &Span, service: &str) {
         summary.first_service = service.to_owned();
     }
     summary.spans += 1;
-    summary.span_bytes += span.encoded_len();
+    summary.span_bytes += span.bytes.len();
     summary.start_ns = summary.start_ns.min(start);
     summary.end_ns = summary.end_ns.max(end);
     if span.parent_span_id.is_empty() && summary.root_name.is_none() {
-        summary.root_name = Some(span.name.clone());
+        summary.root_name = Some(span.name.to_owned());
         summary.root_service = Some(service.to_owned());
     }
-    let code = span.status.as_ref().map_or(0, |s| s.code);
-    let status = match status::StatusCode::try_from(code) {
+    let status = match status::StatusCode::try_from(span.status_code) {
         Ok(status::StatusCode::Error) => STATUS_ERROR,
         Ok(status::StatusCode::Ok) => STATUS_OK,
         _ => STATUS_UNSET,
     };
     summary.status = summary.status.max(status);
-    search_pairs(&span.attributes, &mut summary.attributes);
+    search_pairs(attributes, &mut summary.attributes, pair);
 }
 
 /// Appends one length-delimited field (`tag`, wire type 2) whose body `body` writes; the
@@ -204,12 +211,12 @@ fn field_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-/// Appends to `out` one `TracesData.resource_spans` entry holding `spans` under the already
-/// encoded resource and scope: what `TracesData { resource_spans: [ResourceSpans { resource,
-/// scope_spans: [ScopeSpans { scope, spans, schema_url }], schema_url }] }.encode()` writes,
-/// without cloning the resource and scope for every trace.
-fn append_fragment(out: &mut Vec<u8>, envelope: &Envelope<'_>, spans: &[Span]) {
-    let spans_len: usize = spans.iter().map(|s| field_len(2, s.encoded_len())).sum();
+/// Appends to `out` one `TracesData.resource_spans` entry holding `spans` (their bytes as
+/// sent) under the resource and scope as sent: what `TracesData { resource_spans:
+/// [ResourceSpans { resource, scope_spans: [ScopeSpans { scope, spans, schema_url }],
+/// schema_url }] }.encode()` writes for a request encoded the way prost encodes.
+fn append_fragment(out: &mut Vec<u8>, envelope: &Envelope<'_>, spans: &[&[u8]]) {
+    let spans_len: usize = spans.iter().map(|s| field_len(2, s.len())).sum();
     let scope_spans_len = envelope.scope.map_or(0, |s| field_len(1, s.len()))
         + spans_len
         + string_field_len(3, envelope.scope_schema_url);
@@ -227,9 +234,7 @@ fn append_fragment(out: &mut Vec<u8>, envelope: &Envelope<'_>, spans: &[Span]) {
                 field(out, 1, scope.len(), |out| out.extend_from_slice(scope));
             }
             for span in spans {
-                field(out, 2, span.encoded_len(), |out| {
-                    span.encode_raw(out);
-                });
+                field(out, 2, span.len(), |out| out.extend_from_slice(span));
             }
             string_field(out, 3, envelope.scope_schema_url);
         });
@@ -251,7 +256,7 @@ fn string_field(out: &mut Vec<u8>, tag: u32, s: &str) {
     }
 }
 
-/// The resource and scope spans are regrouped under, encoded once per request.
+/// The resource and scope spans are regrouped under, as the request holds them.
 struct Envelope<'a> {
     resource: Option<&'a [u8]>,
     resource_schema_url: &'a str,
@@ -262,27 +267,24 @@ struct Envelope<'a> {
 /// Decodes an `ExportTraceServiceRequest` and regroups by trace its valid spans that
 /// `sampling` keeps.
 pub fn stage(bytes: &[u8], sampling: &SamplingRatios) -> Result<StagedSpans, CoreError> {
-    let request = ExportTraceServiceRequest::decode(bytes).map_err(CoreError::TraceDecode)?;
+    let mut spare = Vec::new();
+    let request = decode_spans(bytes, &mut spare)?;
     let mut traces: HashMap<TraceId, (Vec<u8>, TraceSummary)> = HashMap::new();
     let (mut accepted, mut sampled_out, mut rejected) = (0u64, 0u64, 0u64);
     let mut first_error = None;
-    for resource_spans in request.resource_spans {
-        let resource = resource_spans.resource;
-        let attrs = resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-        let service = string_of(attrs, "service.name").unwrap_or_default();
-        let sampled = sampling.of_service(&service);
-        let resource_bytes = resource.as_ref().map(Message::encode_to_vec);
-        for scope_spans in resource_spans.scope_spans {
-            let scope_bytes = scope_spans.scope.as_ref().map(Message::encode_to_vec);
+    let mut pair = String::new();
+    let mut by_trace: HashMap<TraceId, Vec<&SpanView<'_>>> = HashMap::new();
+    for resource in &request.resources {
+        let sampled = sampling.of_service(resource.service);
+        for scope in resource.scopes.of(&request.scopes) {
             let envelope = Envelope {
-                resource: resource_bytes.as_deref(),
-                resource_schema_url: &resource_spans.schema_url,
-                scope: scope_bytes.as_deref(),
-                scope_schema_url: &scope_spans.schema_url,
+                resource: resource.resource,
+                resource_schema_url: resource.schema_url,
+                scope: scope.scope,
+                scope_schema_url: scope.schema_url,
             };
-            let mut by_trace: HashMap<TraceId, Vec<Span>> = HashMap::new();
-            for span in scope_spans.spans {
-                match check(&span) {
+            for span in scope.spans.of(&request.spans) {
+                match check(span) {
                     Ok(trace_id) if sampled.keeps(&trace_id) => {
                         accepted += 1;
                         by_trace.entry(trace_id).or_default().push(span);
@@ -294,10 +296,14 @@ pub fn stage(bytes: &[u8], sampling: &SamplingRatios) -> Result<StagedSpans, Cor
                     }
                 }
             }
-            for (trace_id, spans) in by_trace {
+            for (trace_id, spans) in by_trace.drain() {
                 let (data, summary) = traces.entry(trace_id).or_default();
-                spans.iter().for_each(|s| summarize(summary, s, &service));
-                append_fragment(data, &envelope, &spans);
+                for span in &spans {
+                    let attributes = span.attributes.of(&request.kvs);
+                    summarize(summary, span, attributes, resource.service, &mut pair);
+                }
+                let encoded: Vec<&[u8]> = spans.iter().map(|s| s.bytes).collect();
+                append_fragment(data, &envelope, &encoded);
             }
         }
     }

@@ -158,6 +158,14 @@ impl<'a> Reader<'a> {
         self.fixed64()
     }
 
+    /// A fixed32-encoded scalar field (fixed32, sfixed32, float).
+    #[inline(always)]
+    pub fn fixed32_field(&mut self, wire_type: u8) -> WireResult<u32> {
+        expect(wire_type, wt::I32)?;
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+
     /// A nested message: its bytes and the budget its own fields are read with.
     #[inline(always)]
     pub fn message(&mut self, wire_type: u8, ctx: u32) -> WireResult<(&'a [u8], u32)> {

@@ -18,6 +18,7 @@ mod test_speed;
 mod test_tdigest;
 mod test_tdigest_accuracy;
 mod test_tenants;
+mod test_trace_decode;
 mod test_trace_sampling;
 mod test_trace_tenants;
 mod test_traces;

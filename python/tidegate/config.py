@@ -169,9 +169,10 @@ class TracesConfig:
     max_buffered_spans: int = 1_000_000
     # zstd level per frame: 3 is zstd's default, a good ratio at a few hundred MB/s.
     zstd_level: int = 3
-    # The frames of a block share a raw-content dictionary of up to this many bytes (whole
-    # traces sampled across the block, at most an eighth of it), kept in the block's
-    # `trace_blocks` row; 0 compresses every frame alone.
+    # The frames of a block share a dictionary of up to this many bytes of content (whole
+    # traces sampled across the block, at most an eighth of it) after entropy tables drawn
+    # from other traces of the block, kept in the block's `trace_blocks` row; 0 compresses
+    # every frame alone.
     dictionary_bytes: int = 256 * 1024
 
 

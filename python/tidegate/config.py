@@ -167,7 +167,9 @@ class TracesConfig:
     # Above this many spans accepted and not yet indexed, Export answers UNAVAILABLE. A
     # waiting span holds about 500 bytes (its trace's fragment), so this bounds ~500 MB.
     max_buffered_spans: int = 1_000_000
-    # zstd level per frame: 3 is zstd's default, a good ratio at a few hundred MB/s.
+    # zstd level per frame: 3 is zstd's default, a good ratio at a few hundred MB/s; 5
+    # stores ~8 % fewer bytes per span for about a third of the trace throughput on two
+    # cores (bench/RESULTS.md, "Traces").
     zstd_level: int = 3
     # The frames of a block share a dictionary of up to this many bytes of content (whole
     # traces sampled across the block, at most an eighth of it) after entropy tables drawn

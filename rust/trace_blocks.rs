@@ -245,7 +245,8 @@ impl TraceCore {
         }
         let traces = || waiting.iter().map(|(_, _, (bytes, _))| bytes.as_slice());
         let content = sample_dictionary(traces(), self.settings.dictionary_bytes);
-        // Samples half a stride away from the traces the content starts with.
+        // Samples spread over the block like the content, from half a stride in (with
+        // other strides, so they are mostly other traces; below 100 traces, every trace).
         let stride = (waiting.len() / ENTROPY_SAMPLES).max(1);
         let samples: Vec<&[u8]> = traces().skip(stride / 2).step_by(stride).collect();
         let level = self.settings.zstd_level;

@@ -70,13 +70,15 @@ pub const ENTROPY_SAMPLES: usize = 100;
 const ENTROPY_HEADER_ROOM: usize = 4 << 10;
 
 /// `content` (from [`sample_dictionary`]) made a full zstd dictionary: a header with the
-/// Huffman and FSE tables of compressing `samples` (traces of the block, not in the
-/// content) at `level`, then the content. A frame of a few hundred bytes compressed with it
-/// refers to those tables instead of describing its own, which is smaller and skips building
-/// them per frame (on the benchmark's blocks: 7.9 % fewer bytes, a block cut in two thirds
-/// of the time). The dictionary id zstd derives from the content's hash, so the same block
-/// gets the same dictionary. `content` comes back unchanged when zstd refuses (too few or
-/// too uniform samples): frames are then compressed with the content alone, as before.
+/// Huffman and FSE tables of compressing `samples` (other traces of the block) at `level`,
+/// then the content (zero-padded to 8 bytes when shorter). A frame of a few hundred bytes
+/// compressed with it refers to those tables instead of describing its own, which is
+/// smaller and skips building them per frame (on the benchmark's blocks: 7.9 % fewer bytes,
+/// a block cut in two thirds of the time). The same content and samples give the same
+/// bytes (zstd derives the header's id from the content), so a block cut again from the
+/// same spans has the same key. `content` comes back unchanged when there are no samples,
+/// and if zstd ever refuses (its documentation allows it for too few or too uniform
+/// samples; none seen): frames are then compressed with the content alone, as before.
 pub fn with_entropy_tables(content: Vec<u8>, samples: &[&[u8]], level: i32) -> Vec<u8> {
     use zstd::zstd_safe::zstd_sys::{ZDICT_finalizeDictionary, ZDICT_isError, ZDICT_params_t};
     if content.is_empty() || samples.is_empty() {

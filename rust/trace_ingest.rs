@@ -44,8 +44,8 @@ pub const STATUS_ERROR: i16 = 2;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TraceSummary {
     pub spans: u32,
-    /// Encoded size of the spans alone (without the resource and scope copies every fragment
-    /// carries): blocks are cut on it, so that how many blocks a span volume makes does not
+    /// Size of the spans alone as the client encoded them (without the resource and scope
+    /// copies every fragment carries): blocks are cut on it, so that how many blocks a span volume makes does not
     /// depend on how many traces it is split into.
     pub span_bytes: usize,
     pub start_ns: i64,

@@ -3,7 +3,7 @@
 //! decodes, field by field. Inputs: full spans (events, links, status, nested values), merged
 //! singular messages, every truncation and every single-bit flip of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope};
@@ -16,9 +16,9 @@ use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
 
 use super::builder::{array, attrs, kv, kvlist, str_value, value};
-use super::test_traces::span;
+use super::test_traces::{span, NOW};
 use crate::otlp_spans::walk_spans;
-use crate::trace_ingest::{stage, STATUS_ERROR};
+use crate::trace_ingest::{attribute_hash, stage, STATUS_ERROR};
 use crate::trace_sampling::SamplingRatios;
 
 /// A span with every field set: events, links, status, flags, nested attribute values.
@@ -141,6 +141,17 @@ fn check(bytes: &[u8]) -> bool {
         ),
     };
     let (request, staged) = request;
+    let sent: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    assert_eq!(
+        (staged.accepted + staged.rejected) as usize,
+        sent,
+        "every span is kept or rejected: {bytes:?}"
+    );
     let expected = spans_by_id(&TracesData {
         resource_spans: request.resource_spans,
     });
@@ -166,6 +177,26 @@ fn staged_frames_hold_what_prost_decodes() {
     assert!(check(&bytes));
     let staged = stage(&bytes, &SamplingRatios::default()).unwrap();
     assert_eq!((staged.accepted, staged.fragments.len()), (4, 2));
+    // What the index rows say, as the prost-based staging said it.
+    let mut summaries: Vec<_> = staged.fragments.iter().map(|f| &f.summary).collect();
+    summaries.sort_by_key(|s| s.start_ns);
+    let first = summaries[0];
+    assert_eq!(first.spans, 2);
+    assert_eq!(first.root_name.as_deref(), Some("POST /checkout"));
+    assert_eq!(first.service(), "cart");
+    assert_eq!(first.status, STATUS_ERROR);
+    assert_eq!((first.start_ns, first.end_ns), (NOW + 1_000, NOW + 3_500));
+    let expected: BTreeSet<i32> = ["http.route=/pay", "http.status_code=503", "retry=true"]
+        .into_iter()
+        .map(attribute_hash)
+        .collect();
+    assert_eq!(
+        first.attributes, expected,
+        "string, int and bool values; not arrays"
+    );
+    // The second trace's root is under a resource without `service.name`.
+    assert_eq!(summaries[1].service(), "cart");
+    assert_eq!(summaries[1].spans, 2);
 }
 
 /// `inner` as length-delimited field `tag`.

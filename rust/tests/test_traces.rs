@@ -374,7 +374,7 @@ fn frames_of_blocks_with_other_dictionaries_read_in_turn() {
 
 /// One encoded trace of 6 spans whose attribute values vary with `t`.
 fn varied_trace(t: u64) -> Vec<u8> {
-    let mix = |n: u64| (n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mix = |n: u64| n.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let spans = (0..6u64)
         .map(|i| {
             let mut s = span(
@@ -424,6 +424,9 @@ fn entropy_tables_make_frames_smaller_and_still_decode() {
     );
     let frames = |dictionary: &[u8]| {
         let mut c = zstd::bulk::Compressor::with_dictionary(3, dictionary).unwrap();
+        // As blocks are cut: frames do not name their dictionary.
+        c.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))
+            .unwrap();
         let mut d = zstd::bulk::Decompressor::with_dictionary(dictionary).unwrap();
         let mut total = 0;
         // Traces in neither the content nor the samples.
@@ -442,4 +445,17 @@ fn entropy_tables_make_frames_smaller_and_still_decode() {
     // Nothing to draw tables from: the content as it was.
     assert_eq!(with_entropy_tables(content.clone(), &[], 3), content);
     assert!(with_entropy_tables(Vec::new(), &samples, 3).is_empty());
+    // A tiny content (a `dictionary_bytes` of a few bytes) still makes a dictionary that
+    // compresses and decompresses.
+    let tiny = with_entropy_tables(traces[0][..8].to_vec(), &samples, 3);
+    assert_eq!(tiny[..4], MAGIC);
+    let frame = zstd::bulk::Compressor::with_dictionary(3, &tiny)
+        .unwrap()
+        .compress(&traces[5])
+        .unwrap();
+    let back = zstd::bulk::Decompressor::with_dictionary(&tiny)
+        .unwrap()
+        .decompress(&frame, 1 << 20)
+        .unwrap();
+    assert_eq!(back, traces[5]);
 }

@@ -31,23 +31,52 @@ FROM trace_index AS i LEFT JOIN trace_blocks AS b USING (block_id)
 WHERE i.trace_id = $1 AND i.tenant = $2
 ORDER BY i.start_time, i.block_id, i.frame_offset
 """
-SEARCH_SQL = """
+# A search first reads the window's index rows newest first, a page at a time (keyset on
+# (start_time, trace_id)), and aggregates only the traces a page names, all of their rows in
+# the window included. It stops once no trace not yet seen can rank among the results: the
+# newest traces of an hour then cost a few hundred rows, not the hour. Status and root name
+# narrow the pages (a trace matches only with a row that has them); a duration cannot (a
+# trace's rows in several blocks make it), so when the newest rows do not give the answer,
+# one query aggregates the whole window, as every search did before.
+PAGE_SQL = """
+SELECT trace_id, start_time
+FROM trace_index
+WHERE tenant = $1 AND start_time >= $2 AND start_time <= $3
+  AND (start_time, trace_id) < ($3, $4)
+  AND ($5::text IS NULL OR service = $5)
+  AND ($6::integer IS NULL OR attributes @> ARRAY[$6::integer])
+  AND ($7::text IS NULL OR root_name = $7)
+  AND ($8::int IS NULL OR status = $8)
+ORDER BY start_time DESC, trace_id DESC
+LIMIT $9
+"""
+_AGGREGATE_SQL = """
 SELECT trace_id, min(start_time) AS start, max(end_time) AS end_time,
        sum(span_count)::bigint AS span_count, max(status) AS status,
        (array_agg(service ORDER BY root_name IS NULL, start_time))[1] AS service,
        (array_agg(root_name ORDER BY root_name IS NULL, start_time))[1] AS root_name
 FROM trace_index
-WHERE tenant = $10 AND start_time >= $1 AND start_time < $2
+WHERE tenant = $9 AND start_time >= $1 AND start_time < $2
   AND ($3::text IS NULL OR service = $3)
   AND ($4::integer IS NULL OR attributes @> ARRAY[$4::integer])
+  {traces}
 GROUP BY trace_id
 HAVING ($5::text IS NULL OR bool_or(root_name = $5))
    AND ($6::bigint IS NULL OR extract(epoch FROM max(end_time) - min(start_time)) * 1e9 >= $6)
    AND ($7::bigint IS NULL OR extract(epoch FROM max(end_time) - min(start_time)) * 1e9 <= $7)
    AND ($8::int IS NULL OR max(status) = $8)
-ORDER BY min(start_time) DESC
-LIMIT $9
 """
+# The traces of one page ($10: their ids).
+TRACES_SQL = _AGGREGATE_SQL.format(traces="AND trace_id = ANY($10::bytea[])")
+# The whole window ($10: the limit).
+SEARCH_SQL = (
+    _AGGREGATE_SQL.format(traces="") + "ORDER BY min(start_time) DESC, trace_id DESC\nLIMIT $10\n"
+)
+# Rows of the first page (at least; four times the limit when that is more), how much larger
+# each next page is, and how many rows the pages read before the whole window is aggregated.
+FIRST_PAGE_ROWS = 64
+PAGE_GROWTH = 4
+PAGED_ROWS = 20_000
 
 
 async def open_trace_store(config: Config) -> ObjectStore:
@@ -189,19 +218,37 @@ async def search(
     def ns(d: dt.timedelta | None) -> int | None:
         return None if d is None else d // dt.timedelta(microseconds=1) * 1000
 
-    rows = await conn.fetch(
-        SEARCH_SQL,
-        start,
-        end,
-        service,
-        None if attribute is None else attribute_hash(attribute),
-        name,
-        ns(min_duration),
-        ns(max_duration),
-        None if status is None else STATUSES[status],
-        limit,
-        tenant,
-    )
+    attribute_key = None if attribute is None else attribute_hash(attribute)
+    status_code = None if status is None else STATUSES[status]
+    having = (name, ns(min_duration), ns(max_duration), status_code)
+    window = (start, end, service, attribute_key, *having, tenant)
+
+    def rank(r: asyncpg.Record) -> tuple[dt.datetime, bytes]:
+        return (r["start"], r["trace_id"])
+
+    # The best `limit` matches so far, newest first.
+    ranked: list[asyncpg.Record] = []
+    cursor: tuple[dt.datetime, bytes] = (end, b"")
+    page_rows = max(FIRST_PAGE_ROWS, 4 * limit)
+    read = 0
+    while True:
+        page = await conn.fetch(
+            PAGE_SQL, tenant, start, *cursor, service, attribute_key, name, status_code, page_rows
+        )
+        read += len(page)
+        if page:
+            traces = list(dict.fromkeys(r["trace_id"] for r in page))
+            found = await conn.fetch(TRACES_SQL, *window, traces)
+            best = {r["trace_id"]: r for r in [*ranked, *found]}
+            ranked = sorted(best.values(), key=rank, reverse=True)[:limit]
+            cursor = (page[-1]["start_time"], page[-1]["trace_id"])
+        # A trace not seen yet has a row at or before the cursor, and starts no later.
+        if len(page) < page_rows or (len(ranked) == limit and rank(ranked[-1]) >= cursor):
+            break
+        if read >= PAGED_ROWS:
+            ranked = await conn.fetch(SEARCH_SQL, *window, limit)
+            break
+        page_rows *= PAGE_GROWTH
     return [
         TraceMatch(
             trace_id=r["trace_id"].hex(),
@@ -212,5 +259,5 @@ async def search(
             service=r["service"],
             root_name=r["root_name"],
         )
-        for r in rows
+        for r in ranked
     ]

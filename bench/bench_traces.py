@@ -33,7 +33,9 @@ the daemon pointed at it by ``TIDEGATE_S3_*`` variables), one throwaway embedded
 4. trace by id: once ``--spans-for-lookup`` spans are stored (the throughput run's count; topped
    up when short), ``tidegate.traces.get_trace`` on one asyncpg connection and a store opened
    with ``open_trace_store`` for ``--lookups`` random known traces (after 5 warm-up calls); every
-   answer must hold exactly the trace's spans.
+   answer must hold exactly the trace's spans. Then ``tidegate.traces.search`` for the newest
+   20 traces of the last hour, with no filter, a service, a status, an attribute, a root name,
+   a minimum duration, and a duration no trace has (median of 3 each).
 
 Finally the daemon gets SIGTERM and must exit 0 with every acknowledged span indexed. Missed
 targets are reported (PASS/MISS), not failed; lost spans, wrong answers and errors exit 1.
@@ -203,6 +205,10 @@ def print_store(f: StoreFigures) -> None:
             )
         )
         rows.append(("  lookups with the wrong span count", f"{lk.wrong} of {lk.lookups}", "", ""))
+    if f.searches_ms:
+        rows.append(("search, newest 20 of the last hour: p50 (ms)", "", "", ""))
+        for kind, ms in f.searches_ms.items():
+            rows.append((f"  {kind}", f"{ms:,.1f}", "", ""))
     if f.topup_spans:
         rows.append(("spans topped up for the lookups", f"{f.topup_spans:,}", "", ""))
         rows.append(("  retried requests (top-up)", f"{f.topup_retried_requests:,}", "", ""))

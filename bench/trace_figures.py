@@ -64,8 +64,9 @@ class StoreFigures:
     bytes_per_span: float = 0.0
     # 3. PUTs
     puts: list[PutFigures] = field(default_factory=list)
-    # 4. lookups
+    # 4. lookups, and searches of the last hour (median ms by kind)
     lookup: LookupFigures | None = None
+    searches_ms: dict[str, float] = field(default_factory=dict)
     # the end
     drain_s: float = 0.0
     exit_code: int = 0

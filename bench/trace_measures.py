@@ -2,12 +2,14 @@
 
 The daemon's ``/metrics`` (spans stored and dropped, blocks written), the spans, rows and bytes
 of ``trace_index`` in a database of one embedded PostgreSQL server, the wait until every
-acknowledged span is indexed, and the timing of ``tidegate.traces.get_trace`` over known traces.
+acknowledged span is indexed, and the timing of ``tidegate.traces.get_trace`` over known traces
+and of ``tidegate.traces.search`` over the last hour.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import math
 import re
 import statistics
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from tidegate.config import Config
-from tidegate.traces import get_trace, open_trace_store
+from tidegate.traces import get_trace, open_trace_store, search
 
 INDEX_TIMEOUT_S = 300.0
 # The index partitions and the blocks' rows (their keys and frame dictionaries).
@@ -222,4 +224,45 @@ async def lookups(
         )
     finally:
         await store.close()
+        await conn.close()
+
+
+# --- search -----------------------------------------------------------------------------------
+
+# The searches timed, newest 20 traces of the last hour each: what someone looking for traces
+# asks first, and one no trace matches (the whole window is read).
+SEARCHES: dict[str, dict[str, Any]] = {
+    "any": {},
+    "service": {"service": "checkout"},
+    "error": {"status": "error"},
+    "attribute": {"attribute": "http.status_code=500"},
+    "root name": {},  # the newest root name stored, read first
+    ">= 50 ms": {"min_duration": dt.timedelta(milliseconds=50)},
+    ">= 1 h (none)": {"min_duration": dt.timedelta(hours=1)},
+}
+SEARCH_REPEATS = 3
+
+
+async def searches(dsn: str) -> dict[str, float]:
+    """Median milliseconds of each of ``SEARCHES`` (``SEARCH_REPEATS`` runs), in order."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        window = {"start": end - dt.timedelta(hours=1), "end": end, "limit": 20}
+        name = await conn.fetchval(
+            "SELECT root_name FROM trace_index WHERE root_name IS NOT NULL"
+            " ORDER BY start_time DESC LIMIT 1"
+        )
+        medians = {}
+        for label, filters in SEARCHES.items():
+            if label == "root name":
+                filters = {"name": name}
+            times = []
+            for _ in range(SEARCH_REPEATS):
+                started = time.perf_counter()
+                await search(conn, **window, **filters)
+                times.append((time.perf_counter() - started) * 1000)
+            medians[label] = statistics.median(times)
+        return medians
+    finally:
         await conn.close()

@@ -32,6 +32,7 @@ from bench.trace_measures import (
     index_size,
     indexed,
     lookups,
+    searches,
     wait_indexed,
 )
 from bench.trace_payloads import PHASE_REQUESTS, Template, request_seed
@@ -219,6 +220,7 @@ def measure_lookups(run: StoreRun, templates: list[Template]) -> None:
     figures.lookup = asyncio.run(lookups(run.dsn, run.setup.config, picks, WARMUP_LOOKUPS))
     if figures.lookup.wrong:
         figures.errors.append(f"{figures.lookup.wrong} lookups returned wrong span counts")
+    figures.searches_ms = asyncio.run(searches(run.dsn))
 
 
 def measure_puts(run: StoreRun, templates: list[Template], small: list[Template]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import io
 import logging
 import time
@@ -26,7 +27,7 @@ from tidegate.config import Config
 from tidegate.errors import BlockIdCollisionError
 from tidegate.intake import Accepted, Intake
 from tidegate.object_store import ObjectStore, ObjectStoreError
-from tidegate.partitions import ensure_days
+from tidegate.partitions import EPOCH, analyze_day, ensure_days
 from tidegate.sink import Sink
 from tidegate.telemetry import Telemetry
 from tidegate.write_retry import TRANSIENT_ERRORS, Backoff, refuses_the_data
@@ -39,6 +40,9 @@ POLL_SECONDS = 0.25
 RETRIED_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, ObjectStoreError)
 COMMAND_TIMEOUT_SECONDS = 120.0
 SINK = "traces"
+# A day's index partition is analyzed once this process has written this many rows to it
+# (`partitions.analyze_day`); autovacuum keeps its statistics from there.
+ANALYZE_AFTER_ROWS = 10_000
 # The block's row, or the row already holding its id: the key it names.
 BLOCK_ROW_SQL = """
 WITH inserted AS (
@@ -84,6 +88,8 @@ class TraceWriter:
         self._intake = intake
         self._conn: asyncpg.Connection | None = None
         self._known_days: set[int] = set()
+        # Index rows written per day until its partition is analyzed (None once it is).
+        self._rows_by_day: dict[int, int | None] = {}
         self._in_flight_spans = 0
         self._stopping = asyncio.Event()
         self._stop_deadline: float | None = None
@@ -317,3 +323,25 @@ class TraceWriter:
                 "DELETE FROM tidegate_pending_blocks WHERE block_key = $1", block.key
             )
             await self._sink.write_checkpoint(conn, checkpoint, accepted)
+        await self._analyze_filled_days(conn, block)
+
+    async def _analyze_filled_days(self, conn: asyncpg.Connection, block: TraceBlock) -> None:
+        """Analyze the partition of each day of ``block`` that has reached
+        ``ANALYZE_AFTER_ROWS`` rows; a failure is logged and tried again with the next block
+        (the block itself is committed)."""
+        for day in block.days:
+            rows = self._rows_by_day.get(day, 0)
+            if rows is None:
+                continue
+            # The block's rows, counted for each of its days (one, but around midnight).
+            rows += block.traces
+            self._rows_by_day[day] = rows
+            if rows < ANALYZE_AFTER_ROWS:
+                continue
+            try:
+                await analyze_day(conn, "trace_index", day)
+            except (asyncpg.PostgresError, OSError) as exc:
+                date = EPOCH + dt.timedelta(day)
+                log.warning("cannot analyze the trace index of %s, tried again: %s", date, exc)
+            else:
+                self._rows_by_day[day] = None

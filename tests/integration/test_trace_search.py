@@ -13,11 +13,13 @@ import asyncpg
 
 from tidegate import schema
 from tidegate._core import attribute_hash
+from tidegate.partitions import EPOCH, analyze_day
 from tidegate.traces import PAGED_ROWS, SEARCH_SQL, STATUSES, TraceMatch, search
 
 START = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 ROWS = 30_000
 MS = dt.timedelta(milliseconds=1)
+RELTUPLES_SQL = "SELECT reltuples FROM pg_class WHERE relname = $1"
 ROUTE = "http.route=/pay"
 
 # One row per trace i: every third start shared with its neighbours, 1-9 ms long; service
@@ -85,7 +87,11 @@ async def _scenario(dsn: str) -> dict[str, list[TraceMatch]]:
         await conn.execute(
             EXTRA_SQL, SPLIT, START + 30 * MS, late + 30_000 * MS, SPLIT[::-1], SLOW, START
         )
-        await conn.execute("ANALYZE trace_index")
+        day = (START.date() - EPOCH).days
+        before = await conn.fetchval(RELTUPLES_SQL, f"trace_index_{START:%Y%m%d}")
+        await analyze_day(conn, "trace_index", day)
+        after = await conn.fetchval(RELTUPLES_SQL, f"trace_index_{START:%Y%m%d}")
+        assert (before, after) == (-1, ROWS + 4), "a partition never analyzed, then analyzed"
         window = {"start": START, "end": START + dt.timedelta(hours=1)}
         cases: dict[str, dict[str, object]] = {
             "newest": {},

@@ -6,9 +6,11 @@ another tenant's trace is not found, even by its id."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +36,11 @@ ORDER BY i.start_time, i.block_id, i.frame_offset
 # A search first reads the window's index rows newest first, a page at a time (keyset on
 # (start_time, trace_id)), and aggregates only the traces a page names, all of their rows in
 # the window included. It stops once no trace not yet seen can rank among the results: the
-# newest traces of an hour then cost a few hundred rows, not the hour. Status and root name
-# narrow the pages (a trace matches only with a row that has them); a duration cannot (a
-# trace's rows in several blocks make it), so when the newest rows do not give the answer,
-# one query aggregates the whole window, as every search did before.
+# newest traces of an hour then cost a few hundred rows, not the hour. A root name, else a
+# status, narrows the pages (a matching trace has a row with it; not both on one row); a
+# duration cannot (a trace's rows in several blocks make it), so when the pages would read
+# more than PAGED_ROWS rows, one query aggregates the whole window, as every search did
+# before. All of it reads one snapshot.
 PAGE_SQL = """
 SELECT trace_id, start_time
 FROM trace_index
@@ -73,10 +76,22 @@ SEARCH_SQL = (
     _AGGREGATE_SQL.format(traces="") + "ORDER BY min(start_time) DESC, trace_id DESC\nLIMIT $10\n"
 )
 # Rows of the first page (at least; four times the limit when that is more), how much larger
-# each next page is, and how many rows the pages read before the whole window is aggregated.
+# each next page is, and how many rows the pages may read in all before the whole window is
+# aggregated instead.
 FIRST_PAGE_ROWS = 64
 PAGE_GROWTH = 4
 PAGED_ROWS = 20_000
+
+
+def _snapshot(conn: asyncpg.Connection) -> AbstractAsyncContextManager[object]:
+    """One read-only snapshot for a search's queries (the caller's transaction when one is
+    open), so that rows committed meanwhile neither split a trace nor slip past the pages."""
+    if conn.is_in_transaction():
+        return contextlib.nullcontext()
+    transaction: AbstractAsyncContextManager[object] = conn.transaction(
+        isolation="repeatable_read", readonly=True
+    )
+    return transaction
 
 
 async def open_trace_store(config: Config) -> ObjectStore:
@@ -231,24 +246,28 @@ async def search(
     cursor: tuple[dt.datetime, bytes] = (end, b"")
     page_rows = max(FIRST_PAGE_ROWS, 4 * limit)
     read = 0
-    while True:
-        page = await conn.fetch(
-            PAGE_SQL, tenant, start, *cursor, service, attribute_key, name, status_code, page_rows
-        )
-        read += len(page)
-        if page:
-            traces = list(dict.fromkeys(r["trace_id"] for r in page))
-            found = await conn.fetch(TRACES_SQL, *window, traces)
-            best = {r["trace_id"]: r for r in [*ranked, *found]}
-            ranked = sorted(best.values(), key=rank, reverse=True)[:limit]
-            cursor = (page[-1]["start_time"], page[-1]["trace_id"])
-        # A trace not seen yet has a row at or before the cursor, and starts no later.
-        if len(page) < page_rows or (len(ranked) == limit and rank(ranked[-1]) >= cursor):
-            break
-        if read >= PAGED_ROWS:
-            ranked = await conn.fetch(SEARCH_SQL, *window, limit)
-            break
-        page_rows *= PAGE_GROWTH
+    # Status narrows the pages only without a name: the two may be on different rows.
+    page_status = status_code if name is None else None
+    async with _snapshot(conn):
+        while True:
+            if read + page_rows > PAGED_ROWS:
+                ranked = list(await conn.fetch(SEARCH_SQL, *window, limit))
+                break
+            page = await conn.fetch(
+                PAGE_SQL, tenant, start, *cursor, service, attribute_key, name, page_status,
+                page_rows,
+            )  # fmt: skip
+            read += len(page)
+            if page:
+                traces = list(dict.fromkeys(r["trace_id"] for r in page))
+                found = await conn.fetch(TRACES_SQL, *window, traces)
+                best = {r["trace_id"]: r for r in [*ranked, *found]}
+                ranked = sorted(best.values(), key=rank, reverse=True)[:limit]
+                cursor = (page[-1]["start_time"], page[-1]["trace_id"])
+            # A trace not seen yet has a row before the cursor, and starts no later.
+            if len(page) < page_rows or (len(ranked) == limit and rank(ranked[-1]) >= cursor):
+                break
+            page_rows *= PAGE_GROWTH
     return [
         TraceMatch(
             trace_id=r["trace_id"].hex(),

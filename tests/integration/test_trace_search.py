@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
+from typing import Any
 
 import asyncpg
+import pytest
 
-from tidegate import schema
+from tidegate import schema, traces
 from tidegate._core import attribute_hash
 from tidegate.partitions import EPOCH, analyze_day
 from tidegate.traces import PAGED_ROWS, SEARCH_SQL, STATUSES, TraceMatch, search
@@ -154,3 +157,113 @@ def test_search_pages_give_what_the_whole_window_gives(database_dsn: str) -> Non
     assert all(m.duration_ns >= 8_000_000 for m in results["at least 8 ms"])
     assert 0 < len(results["at most 2 ms, old window"]) < 1000
     assert [m.trace_id for m in results["other tenant"]] == [SPLIT[::-1].hex()]
+
+
+# What every search answered before it read pages: one query over the window (ties by id).
+WHOLE_WINDOW_SQL = """
+SELECT trace_id, min(start_time) AS start, max(end_time) AS end_time,
+       sum(span_count)::bigint AS span_count, max(status) AS status,
+       (array_agg(service ORDER BY root_name IS NULL, start_time))[1] AS service,
+       (array_agg(root_name ORDER BY root_name IS NULL, start_time))[1] AS root_name
+FROM trace_index
+WHERE tenant = $10 AND start_time >= $1 AND start_time < $2
+  AND ($3::text IS NULL OR service = $3)
+  AND ($4::integer IS NULL OR attributes @> ARRAY[$4::integer])
+GROUP BY trace_id
+HAVING ($5::text IS NULL OR bool_or(root_name = $5))
+   AND ($6::bigint IS NULL OR extract(epoch FROM max(end_time) - min(start_time)) * 1e9 >= $6)
+   AND ($7::bigint IS NULL OR extract(epoch FROM max(end_time) - min(start_time)) * 1e9 <= $7)
+   AND ($8::int IS NULL OR max(status) = $8)
+ORDER BY min(start_time) DESC, trace_id DESC
+LIMIT $9
+"""
+ROW_SQL = """
+INSERT INTO trace_index (trace_id, block_id, frame_offset, frame_length, start_time, end_time,
+                         service, root_name, status, span_count, attributes, tenant)
+VALUES ($1, $2, 0, 10, $3, $4, $5, $6, $7, $8, $9, 'default')
+"""
+
+
+async def _random_scenario(dsn: str, rng: random.Random) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await schema.apply(conn)
+        await conn.execute("SELECT tidegate_ensure_day($1)", START.date())
+        names, hashes = ["GET /a", "GET /b", "POST /c"], [attribute_hash(ROUTE), 7]
+        rows = []
+        for t in range(400):
+            trace_id = t.to_bytes(16, "big")
+            # 1-3 rows (blocks); start times on a coarse grid, so many are shared.
+            for part in range(rng.choice((1, 1, 2, 3))):
+                begin = START + rng.randrange(0, 200) * 5 * MS
+                rows.append(
+                    (
+                        trace_id,
+                        part,
+                        begin,
+                        begin + rng.randrange(0, 40) * MS,
+                        rng.choice(("checkout", "cart")),
+                        rng.choice(names) if part == 0 else rng.choice((None, None, "GET /a")),
+                        rng.choice((0, 0, 1, 2)),
+                        rng.randrange(1, 9),
+                        [h for h in hashes if rng.random() < 0.3],
+                    )
+                )
+        await conn.executemany(ROW_SQL, rows)
+        checked = 0
+        for _ in range(150):
+            lo = START + rng.randrange(0, 150) * 5 * MS
+            kw: dict[str, Any] = {
+                "start": lo,
+                "end": lo + rng.randrange(1, 250) * 5 * MS,
+                "limit": rng.choice((1, 3, 10, 30)),
+                "service": rng.choice((None, None, "cart")),
+                "name": rng.choice((None, None, "GET /a", "POST /c")),
+                "status": rng.choice((None, None, "ok", "error", "unset")),
+                "attribute": rng.choice((None, None, ROUTE)),
+                "min_duration": rng.choice((None, None, 20 * MS, 300 * MS)),
+                "max_duration": rng.choice((None, None, 30 * MS)),
+            }
+            expected = await conn.fetch(
+                WHOLE_WINDOW_SQL,
+                kw["start"],
+                kw["end"],
+                kw["service"],
+                None if kw["attribute"] is None else attribute_hash(kw["attribute"]),
+                kw["name"],
+                None if kw["min_duration"] is None else kw["min_duration"] // MS * 1_000_000,
+                None if kw["max_duration"] is None else kw["max_duration"] // MS * 1_000_000,
+                None if kw["status"] is None else STATUSES[kw["status"]],
+                kw["limit"],
+                "default",
+            )
+            found = await search(conn, **kw)
+            want = [
+                TraceMatch(
+                    trace_id=r["trace_id"].hex(),
+                    start=r["start"],
+                    duration_ns=(r["end_time"] - r["start"]) // MS * 1_000_000,
+                    span_count=r["span_count"],
+                    status={0: "unset", 1: "ok", 2: "error"}[r["status"]],
+                    service=r["service"],
+                    root_name=r["root_name"],
+                )
+                for r in expected
+            ]
+            assert found == want, kw
+            checked += len(want)
+        return checked
+    finally:
+        await conn.close()
+
+
+def test_random_searches_over_small_pages_match_the_whole_window(
+    database_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pages of a few rows and an early switch to the whole window: every page boundary, tie
+    # and fallback path is taken many times over 400 traces of 1-3 rows.
+    monkeypatch.setattr(traces, "FIRST_PAGE_ROWS", 2)
+    monkeypatch.setattr(traces, "PAGE_GROWTH", 2)
+    monkeypatch.setattr(traces, "PAGED_ROWS", 120)
+    checked = asyncio.run(_random_scenario(database_dsn, random.Random(5)))
+    assert checked > 300, "searches that found something, field by field"

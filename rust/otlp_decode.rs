@@ -67,23 +67,33 @@ pub(crate) struct Decoder<'a> {
     pub(crate) pending_values: Vec<crate::otlp_view::AnyView<'a>>,
 }
 
+/// Calls `each` with every `resource_metrics` / `resource_spans` entry (field 1) of an Export
+/// request and the budget its fields are read with; skips unknown fields.
+pub(crate) fn each_resource<'a>(
+    bytes: &'a [u8],
+    mut each: impl FnMut(&'a [u8], u32) -> Res<()>,
+) -> Res<()> {
+    let mut r = Reader::new(bytes);
+    let ctx = RECURSION_LIMIT;
+    while !r.is_empty() {
+        match r.key()? {
+            (1, t) => {
+                let (msg, inner) = r.message(t, ctx)?;
+                each(msg, inner)?;
+            }
+            (tag, t) => r.skip(tag, t, ctx)?,
+        }
+    }
+    Ok(())
+}
+
 impl<'a> Decoder<'a> {
     fn request(mut self, bytes: &'a [u8]) -> Res<RequestView<'a>> {
         // Rough sizes of the benchmark payload (about 150 bytes and 5 attributes per point):
         // enough that the arenas rarely grow, small enough not to matter.
         self.view.points.reserve(bytes.len() / 128);
         self.view.kvs.reserve(bytes.len() / 24);
-        let mut r = Reader::new(bytes);
-        let ctx = RECURSION_LIMIT;
-        while !r.is_empty() {
-            match r.key()? {
-                (1, t) => {
-                    let (msg, inner) = r.message(t, ctx)?;
-                    self.resource_metrics(msg, inner)?;
-                }
-                (tag, t) => r.skip(tag, t, ctx)?,
-            }
-        }
+        each_resource(bytes, |msg, ctx| self.resource_metrics(msg, ctx))?;
         Ok(self.view)
     }
 

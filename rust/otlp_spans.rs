@@ -14,9 +14,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 use crate::error::CoreError;
-use crate::otlp_decode::{Decoder, Fail, Res};
+use crate::otlp_decode::{each_resource, Decoder, Fail, Res};
 use crate::otlp_view::{AnyView, KeyValueView, ScopeView, Span};
-use crate::wire::{Reader, RECURSION_LIMIT};
+use crate::wire::Reader;
 
 /// One span: its encoding as sent, and what staging reads of it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -103,17 +103,7 @@ impl<'a> SpanDecoder<'a> {
         // About 300 bytes and 6 attributes per span in the benchmark's requests.
         self.view.spans.reserve(bytes.len() / 256);
         self.view.kvs.reserve(bytes.len() / 32);
-        let mut r = Reader::new(bytes);
-        let ctx = RECURSION_LIMIT;
-        while !r.is_empty() {
-            match r.key()? {
-                (1, t) => {
-                    let (msg, inner) = r.message(t, ctx)?;
-                    self.resource_spans(msg, inner)?;
-                }
-                (tag, t) => r.skip(tag, t, ctx)?,
-            }
-        }
+        each_resource(bytes, |msg, ctx| self.resource_spans(msg, ctx))?;
         Ok(self.view)
     }
 

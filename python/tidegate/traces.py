@@ -253,10 +253,8 @@ async def search(
             if read + page_rows > PAGED_ROWS:
                 ranked = list(await conn.fetch(SEARCH_SQL, *window, limit))
                 break
-            page = await conn.fetch(
-                PAGE_SQL, tenant, start, *cursor, service, attribute_key, name, page_status,
-                page_rows,
-            )  # fmt: skip
+            narrowing = (service, attribute_key, name, page_status)
+            page = await conn.fetch(PAGE_SQL, tenant, start, *cursor, *narrowing, page_rows)
             read += len(page)
             if page:
                 traces = list(dict.fromkeys(r["trace_id"] for r in page))

@@ -215,8 +215,8 @@ fn field_len(tag: u32, len: usize) -> usize {
 /// sent) under the resource and scope as sent: what `TracesData { resource_spans:
 /// [ResourceSpans { resource, scope_spans: [ScopeSpans { scope, spans, schema_url }],
 /// schema_url }] }.encode()` writes for a request encoded the way prost encodes.
-fn append_fragment(out: &mut Vec<u8>, envelope: &Envelope<'_>, spans: &[&[u8]]) {
-    let spans_len: usize = spans.iter().map(|s| field_len(2, s.len())).sum();
+fn append_fragment(out: &mut Vec<u8>, envelope: &Envelope<'_>, spans: &[&SpanView<'_>]) {
+    let spans_len: usize = spans.iter().map(|s| field_len(2, s.bytes.len())).sum();
     let scope_spans_len = envelope.scope.map_or(0, |s| field_len(1, s.len()))
         + spans_len
         + string_field_len(3, envelope.scope_schema_url);
@@ -234,7 +234,9 @@ fn append_fragment(out: &mut Vec<u8>, envelope: &Envelope<'_>, spans: &[&[u8]]) 
                 field(out, 1, scope.len(), |out| out.extend_from_slice(scope));
             }
             for span in spans {
-                field(out, 2, span.len(), |out| out.extend_from_slice(span));
+                field(out, 2, span.bytes.len(), |out| {
+                    out.extend_from_slice(span.bytes)
+                });
             }
             string_field(out, 3, envelope.scope_schema_url);
         });
@@ -302,8 +304,7 @@ pub fn stage(bytes: &[u8], sampling: &SamplingRatios) -> Result<StagedSpans, Cor
                     let attributes = span.attributes.of(&request.kvs);
                     summarize(summary, span, attributes, resource.service, &mut pair);
                 }
-                let encoded: Vec<&[u8]> = spans.iter().map(|s| s.bytes).collect();
-                append_fragment(data, &envelope, &encoded);
+                append_fragment(data, &envelope, &spans);
             }
         }
     }

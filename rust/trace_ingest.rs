@@ -2,6 +2,9 @@
 //! by trace id into one encoded `TracesData` fragment per trace (with copies of the resource
 //! and scope they came under), plus what the index needs to know of them.
 //!
+//! Each span is written with its fields in another order than the client's (see
+//! [`write_span`]): the same message, and frames about a tenth smaller.
+//!
 //! Fragments of one trace are concatenated as they arrive: concatenating encoded messages of
 //! one type is merging them, and `resource_spans` is repeated, so the concatenation is itself
 //! a valid `TracesData` holding every span.
@@ -16,6 +19,7 @@ use crate::error::CoreError;
 use crate::otlp_spans::{decode_spans, SpanView};
 use crate::otlp_view::{AnyView, KeyValueView};
 use crate::trace_sampling::SamplingRatios;
+use crate::wire::{Reader, RECURSION_LIMIT};
 
 /// A trace id: 16 bytes, not all zero.
 pub type TraceId = [u8; 16];
@@ -211,11 +215,16 @@ fn field_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-/// Appends to `out` one `TracesData.resource_spans` entry holding `spans` (their bytes as
-/// sent) under the resource and scope as sent: what `TracesData { resource_spans:
+/// Appends to `out` one `TracesData.resource_spans` entry holding `spans` (their fields as
+/// sent, in [`write_span`]'s order) under the resource and scope as sent: what `TracesData { resource_spans:
 /// [ResourceSpans { resource, scope_spans: [ScopeSpans { scope, spans, schema_url }],
 /// schema_url }] }.encode()` writes for a request encoded the way prost encodes.
-fn append_fragment(out: &mut Vec<u8>, envelope: &Envelope<'_>, spans: &[&SpanView<'_>]) {
+fn append_fragment(
+    out: &mut Vec<u8>,
+    envelope: &Envelope<'_>,
+    spans: &[&SpanView<'_>],
+    fields: &mut Vec<SpanField>,
+) {
     let spans_len: usize = spans.iter().map(|s| field_len(2, s.bytes.len())).sum();
     let scope_spans_len = envelope.scope.map_or(0, |s| field_len(1, s.len()))
         + spans_len
@@ -235,13 +244,61 @@ fn append_fragment(out: &mut Vec<u8>, envelope: &Envelope<'_>, spans: &[&SpanVie
             }
             for span in spans {
                 field(out, 2, span.bytes.len(), |out| {
-                    out.extend_from_slice(span.bytes)
+                    write_span(out, span.bytes, fields)
                 });
             }
             string_field(out, 3, envelope.scope_schema_url);
         });
         string_field(out, 3, envelope.resource_schema_url);
     });
+}
+
+/// Where a `Span` field goes in a frame: what spans of a trace share (name, kind, attributes,
+/// status, flags, unknown fields) first, then the ids and times, parent and trace id (bytes
+/// seen earlier in the frame) before the times and the span's own id (new bytes), then events
+/// and links. zstd then finds each span's shared fields in one long match instead of several
+/// broken by the ids and times between them: on the benchmark's traces, 54.2 bytes of frame
+/// per span instead of 62.0.
+fn span_field_rank(tag: u32) -> u8 {
+    match tag {
+        4 => 1,       // parent_span_id
+        1 => 2,       // trace_id
+        7 => 3,       // start_time_unix_nano
+        8 => 4,       // end_time_unix_nano
+        2 => 5,       // span_id
+        11..=14 => 6, // events, links and their dropped counts
+        _ => 0,
+    }
+}
+
+/// One field of a span being written: its rank and its bytes (key included) in the span.
+type SpanField = (u8, std::ops::Range<usize>);
+
+/// Appends the encoded span `span` to `out` with its fields ordered by [`span_field_rank`]:
+/// the same bytes, so the same length, and the same message. Protobuf fields may come in any
+/// order; the sort is stable, so a repeated field keeps its elements' order and a singular one
+/// given twice keeps which comes last (the one a reader keeps, or merges into). `fields` is
+/// scratch space. Staging only writes spans a decoder has accepted; a span the walk below
+/// could not read would be written as sent.
+fn write_span(out: &mut Vec<u8>, span: &[u8], fields: &mut Vec<SpanField>) {
+    fields.clear();
+    let mut r = Reader::new(span);
+    while !r.is_empty() {
+        let start = span.len() - r.remaining();
+        let walked = r.key().and_then(|(tag, wire_type)| {
+            r.skip(tag, wire_type, RECURSION_LIMIT)
+                .map(|()| span_field_rank(tag))
+        });
+        let Ok(rank) = walked else {
+            out.extend_from_slice(span);
+            return;
+        };
+        fields.push((rank, start..span.len() - r.remaining()));
+    }
+    fields.sort_by_key(|(rank, _)| *rank);
+    for (_, range) in fields.iter() {
+        out.extend_from_slice(&span[range.clone()]);
+    }
 }
 
 fn string_field_len(tag: u32, s: &str) -> usize {
@@ -275,6 +332,7 @@ pub fn stage(bytes: &[u8], sampling: &SamplingRatios) -> Result<StagedSpans, Cor
     let (mut accepted, mut sampled_out, mut rejected) = (0u64, 0u64, 0u64);
     let mut first_error = None;
     let mut pair = String::new();
+    let mut fields = Vec::new();
     let mut by_trace: HashMap<TraceId, Vec<&SpanView<'_>>> = HashMap::new();
     for resource in &request.resources {
         let sampled = sampling.of_service(resource.service);
@@ -304,7 +362,7 @@ pub fn stage(bytes: &[u8], sampling: &SamplingRatios) -> Result<StagedSpans, Cor
                     let attributes = span.attributes.of(&request.kvs);
                     summarize(summary, span, attributes, resource.service, &mut pair);
                 }
-                append_fragment(data, &envelope, &spans);
+                append_fragment(data, &envelope, &spans, &mut fields);
             }
         }
     }

@@ -52,6 +52,11 @@ impl<'a> Reader<'a> {
         Reader { rest: bytes }
     }
 
+    /// How many bytes are left to read.
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
     /// Whether every field has been read.
     #[inline(always)]
     pub fn is_empty(&self) -> bool {

@@ -48,11 +48,14 @@ pub fn traces(c: &mut Criterion) {
     fill();
     let block = core.take_block(NOW, false).expect("a block is due");
     eprintln!(
-        "traces: {:.0} bytes per span on the wire; a block of {} spans, {} traces, {:.1} MB",
+        "traces: {:.0} bytes per span on the wire; a block of {} spans, {} traces, {:.1} MB \
+         ({:.1} bytes per span, {:.1} with its compressed dictionary)",
         bytes as f64 / (pool.len() * SPANS_PER_REQUEST) as f64,
         block.spans,
         block.traces,
         block.data.len() as f64 / 1e6,
+        block.data.len() as f64 / block.spans as f64,
+        (block.data.len() + block.dictionary.len()) as f64 / block.spans as f64,
     );
     group.throughput(Throughput::Elements(block.spans));
     // Each sample ingests a block's worth of requests first (untimed).

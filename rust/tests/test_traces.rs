@@ -214,26 +214,29 @@ fn fragments_are_the_message_prost_would_write() {
         .iter()
         .find(|f| f.trace_id == [1; 16])
         .unwrap();
-    // What regrouping with prost's own types gives for trace 1.
-    let keep = |rs: &ResourceSpans, ss: usize, names: &[&str]| ResourceSpans {
-        scope_spans: vec![ScopeSpans {
-            spans: rs.scope_spans[ss]
-                .spans
-                .iter()
-                .filter(|s| names.contains(&s.name.as_str()))
-                .cloned()
-                .collect(),
-            ..rs.scope_spans[ss].clone()
-        }],
+    // What regrouping with prost's own types gives for trace 1: one ResourceSpans per
+    // resource, holding that resource's scopes with trace 1's spans.
+    let keep = |rs: &ResourceSpans, names: &[&str]| ResourceSpans {
+        scope_spans: rs
+            .scope_spans
+            .iter()
+            .map(|ss| ScopeSpans {
+                spans: ss
+                    .spans
+                    .iter()
+                    .filter(|s| names.contains(&s.name.as_str()))
+                    .cloned()
+                    .collect(),
+                ..ss.clone()
+            })
+            .filter(|ss| !ss.spans.is_empty())
+            .collect(),
         ..rs.clone()
     };
     let expected = TracesData {
-        resource_spans: vec![
-            keep(&first, 0, &["a", "c"]),
-            keep(&first, 1, &["d"]),
-            keep(&second, 0, &["e"]),
-        ],
+        resource_spans: vec![keep(&first, &["a", "c", "d"]), keep(&second, &["e"])],
     };
+    assert_eq!(expected.resource_spans[0].scope_spans.len(), 2);
     // The same message and length; only the order of each span's fields differs.
     assert_eq!(TracesData::decode(&trace_one.data[..]).unwrap(), expected);
     assert_eq!(trace_one.data.len(), expected.encoded_len());

@@ -1,8 +1,9 @@
 //! The borrowed decoder of an `ExportTraceServiceRequest`: walks the request on the wire,
 //! validating every field of every message as prost does (the attribute and resource walkers
 //! are the metrics decoder's), and keeps of each span its bytes as the client sent them plus
-//! the few fields staging reads. Spans then go into their trace's frame as those bytes, with
-//! no decoding into owned messages and no encoding again.
+//! the few fields staging reads. Spans then go into their trace's frame as those bytes'
+//! fields (in another order: `trace_ingest::write_span`), with no decoding into owned
+//! messages and no encoding again.
 //!
 //! A singular message that occurs twice (a second `resource`, `scope` or `status`, which
 //! protobuf merges) and a request the walker refuses both go to prost: it names what is

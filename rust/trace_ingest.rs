@@ -3,7 +3,7 @@
 //! and scopes they came under), plus what the index needs to know of them.
 //!
 //! Each span is written with its fields in another order than the client's (see
-//! [`write_span`]): the same message, and frames about a tenth smaller.
+//! [`write_span`]): the same message, and frames about an eighth smaller.
 //!
 //! Fragments of one trace are concatenated as they arrive: concatenating encoded messages of
 //! one type is merging them, and `resource_spans` is repeated, so the concatenation is itself
@@ -217,11 +217,12 @@ fn field_len(tag: u32, len: usize) -> usize {
 
 /// Appends to `out` one `TracesData.resource_spans` entry holding `spans` (their fields as
 /// sent, in [`write_span`]'s order) under `resource` as sent, one `ScopeSpans` per run of
-/// spans of one of its `scopes` (given in scope order, each with its scope's index): what
-/// `TracesData { resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans { scope,
-/// spans, schema_url }, ..], schema_url }] }.encode()` writes for a request encoded the way
-/// prost encodes. One resource copy per trace and resource, not per scope: fewer bytes for
-/// zstd to match, fewer batches for a reader.
+/// spans of one of its `scopes` (given in scope order, each with its scope's index): the
+/// message `TracesData { resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans
+/// { scope, spans, schema_url }, ..], schema_url }] }`, written as prost writes it (for a
+/// request encoded the way prost encodes) but for the order of each span's fields. One
+/// resource copy per trace and resource, not per scope: fewer bytes for zstd to match, fewer
+/// batches for a reader.
 fn append_fragment(
     out: &mut Vec<u8>,
     resource: &ResourceSpansView<'_>,
@@ -284,17 +285,21 @@ fn span_field_rank(tag: u32) -> u8 {
     }
 }
 
-/// One field of a span being written: its rank and its bytes (key included) in the span.
+/// A field of a span whose place in its frame is after the shared ones: its rank and its
+/// bytes (key included) in the span.
 type SpanField = (u8, std::ops::Range<usize>);
 
 /// Appends the encoded span `span` to `out` with its fields ordered by [`span_field_rank`]:
-/// the same bytes, so the same length, and the same message. Protobuf fields may come in any
-/// order; the sort is stable, so a repeated field keeps its elements' order and a singular one
-/// given twice keeps which comes last (the one a reader keeps, or merges into). `fields` is
-/// scratch space. Staging only writes spans a decoder has accepted; a span the walk below
-/// could not read would be written as sent.
+/// the same bytes, so the same length, and the same message. Fields of different numbers may
+/// come in any order (`Span` has no oneof); the order is stable and depends only on the field
+/// number, so each number's occurrences keep their order (a repeated field's elements, and
+/// which of a singular field given twice comes last: the one a reader keeps, or merges
+/// into). Shared fields are written as they are walked; `fields` (scratch space) holds the
+/// others until the end. Staging only writes spans a decoder has accepted; a span the walk
+/// below could not read would be written as sent.
 fn write_span(out: &mut Vec<u8>, span: &[u8], fields: &mut Vec<SpanField>) {
     fields.clear();
+    let at = out.len();
     let mut r = Reader::new(span);
     while !r.is_empty() {
         let start = span.len() - r.remaining();
@@ -303,10 +308,16 @@ fn write_span(out: &mut Vec<u8>, span: &[u8], fields: &mut Vec<SpanField>) {
                 .map(|()| span_field_rank(tag))
         });
         let Ok(rank) = walked else {
+            out.truncate(at);
             out.extend_from_slice(span);
             return;
         };
-        fields.push((rank, start..span.len() - r.remaining()));
+        let range = start..span.len() - r.remaining();
+        if rank == 0 {
+            out.extend_from_slice(&span[range]);
+        } else {
+            fields.push((rank, range));
+        }
     }
     fields.sort_by_key(|(rank, _)| *rank);
     for (_, range) in fields.iter() {

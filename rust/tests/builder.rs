@@ -250,3 +250,37 @@ pub fn deep_kvlist_request(depth: usize) -> Vec<u8> {
     ld(&mut request, 1, &resource_metrics); // ExportMetricsServiceRequest.resource_metrics
     request
 }
+
+/// The top-level fields of an encoded message: (field number, the field's bytes, key
+/// included), in order.
+pub fn fields_of(mut bytes: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    use prost::encoding::{decode_key, decode_varint, WireType};
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let before = bytes;
+        let (tag, wire_type) = decode_key(&mut bytes).unwrap();
+        let skip = match wire_type {
+            WireType::Varint => {
+                decode_varint(&mut bytes).unwrap();
+                0
+            }
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::LengthDelimited => decode_varint(&mut bytes).unwrap() as usize,
+            other => panic!("wire type {other:?}"),
+        };
+        bytes = &bytes[skip..];
+        out.push((tag, before[..before.len() - bytes.len()].to_vec()));
+    }
+    out
+}
+
+/// The body of one length-delimited field (as [`fields_of`] gives it): without its key and
+/// length.
+pub fn body_of(field: &[u8]) -> &[u8] {
+    let mut rest = field;
+    prost::encoding::decode_key(&mut rest).unwrap();
+    let len = prost::encoding::decode_varint(&mut rest).unwrap() as usize;
+    assert_eq!(rest.len(), len, "one whole field");
+    rest
+}

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
-use super::builder::{attrs, kv, str_value};
+use super::builder::{attrs, body_of, fields_of, kv, str_value};
 use super::copy_reader::{int4, int4_array, int8, text, tuples, Field};
 use crate::trace_blocks::{TraceBlock, TraceCore, TraceSettings};
 use crate::trace_index::{civil_from_days, sample_dictionary, with_entropy_tables};
@@ -237,10 +237,40 @@ fn fragments_are_the_message_prost_would_write() {
         resource_spans: vec![keep(&first, &["a", "c", "d"]), keep(&second, &["e"])],
     };
     assert_eq!(expected.resource_spans[0].scope_spans.len(), 2);
-    // The same message and length; only the order of each span's fields differs.
+    // prost's bytes but for the order of each span's fields (prost writes them by number).
     assert_eq!(TracesData::decode(&trace_one.data[..]).unwrap(), expected);
-    assert_eq!(trace_one.data.len(), expected.encoded_len());
+    assert_eq!(
+        spans_by_field_number(&trace_one.data),
+        expected.encode_to_vec()
+    );
     assert_eq!(trace_one.summary.spans, 4);
+}
+
+/// An encoded `TracesData` with every span's fields in field-number order (stable), all other
+/// bytes as they are.
+fn spans_by_field_number(data: &[u8]) -> Vec<u8> {
+    // The field holding the next level down: TracesData.resource_spans,
+    // ResourceSpans.scope_spans, ScopeSpans.spans; then the span itself.
+    fn walk(bytes: &[u8], depth: usize) -> Vec<u8> {
+        let mut fields = fields_of(bytes);
+        if depth == 3 {
+            fields.sort_by_key(|(tag, _)| *tag);
+            return fields.into_iter().flat_map(|(_, field)| field).collect();
+        }
+        let inner = if depth == 0 { 1 } else { 2 };
+        let mut out = Vec::new();
+        for (tag, field) in fields {
+            if tag == inner {
+                let body = body_of(&field);
+                out.extend_from_slice(&field[..field.len() - body.len()]);
+                out.extend(walk(body, depth + 1));
+            } else {
+                out.extend(field);
+            }
+        }
+        out
+    }
+    walk(data, 0)
 }
 
 /// `traces` traces of 4 spans each, every span with distinct random-looking ids, one request.

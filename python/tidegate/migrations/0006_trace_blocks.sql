@@ -1,16 +1,17 @@
 -- Trace blocks get a row of their own, and index rows get leaner (docs/architecture.md,
 -- "Traces").
 --
--- A block's frames are compressed with one raw-content dictionary (the block's first traces):
--- it lives in the block's `trace_blocks` row, read in the same query that finds a trace's
--- frames, so that fetching a trace stays one query plus one ranged GET per block. Index rows
--- name their block by an 8-byte id instead of its ~60-character key and hold attribute hashes
--- as 32-bit integers (half the array and GIN bytes).
+-- A block's frames are compressed with one dictionary (traces sampled across the block; what
+-- else it holds: docs/architecture.md, "Traces"): it lives in the block's `trace_blocks` row,
+-- read in the same query that finds a trace's frames, so that fetching a trace stays one
+-- query plus one ranged GET per block. Index rows name their block by an 8-byte id instead of
+-- its ~60-character key and hold attribute hashes as 32-bit integers (half the array and GIN
+-- bytes).
 
 CREATE TABLE trace_blocks (
     block_id    bigint PRIMARY KEY,      -- low 64 bits of the block's content hash
     block_key   text NOT NULL UNIQUE,    -- object key in the trace store
-    -- zstd-compressed raw-content dictionary of the block's frames; empty: none
+    -- zstd-compressed dictionary of the block's frames; empty: none
     dictionary  bytea NOT NULL DEFAULT ''
 );
 -- Already compressed: stored out of line without another compression attempt.

@@ -8,7 +8,7 @@
 //! # Merged singular messages
 //! Protobuf merges a singular message field that occurs more than once (a second `resource`
 //! extends the first). That never happens with real encoders, and supporting it in flat
-//! arenas would complicate the hot path, so the decoder reports [`Fail::Merge`] and
+//! arenas would complicate the hot path, so the decoder reports `Fail::Merge` and
 //! [`decode_request`] lets prost resolve the request, re-encodes it (each field once) and
 //! decodes that instead.
 

@@ -3,7 +3,7 @@
 //! and scopes they came under), plus what the index needs to know of them.
 //!
 //! Each span is written with its fields in another order than the client's (see
-//! [`write_span`]): the same message, and frames about an eighth smaller.
+//! `write_span`): the same message, and frames about an eighth smaller.
 //!
 //! Fragments of one trace are concatenated as they arrive: concatenating encoded messages of
 //! one type is merging them, and `resource_spans` is repeated, so the concatenation is itself

@@ -222,7 +222,8 @@ fn field_len(tag: u32, len: usize) -> usize {
 /// { scope, spans, schema_url }, ..], schema_url }] }`, written as prost writes it (for a
 /// request encoded the way prost encodes) but for the order of each span's fields. One
 /// resource copy per trace and resource, not per scope: fewer bytes for zstd to match, fewer
-/// batches for a reader.
+/// batches for a reader. (A resource the request repeats in another `ResourceSpans`, and
+/// every later request, add another copy.)
 fn append_fragment(
     out: &mut Vec<u8>,
     resource: &ResourceSpansView<'_>,
@@ -230,6 +231,7 @@ fn append_fragment(
     spans: &[(usize, &SpanView<'_>)],
     fields: &mut Vec<SpanField>,
 ) {
+    debug_assert!(spans.is_sorted_by_key(|(scope, _)| *scope));
     let runs = || spans.chunk_by(|a, b| a.0 == b.0);
     let scope_spans_len = |run: &[(usize, &SpanView<'_>)]| {
         let scope = &scopes[run[0].0];

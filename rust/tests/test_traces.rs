@@ -188,10 +188,19 @@ fn fragments_are_the_message_prost_would_write() {
                 ],
                 schema_url: "https://scope.example/1".into(),
             },
+            // A scope with none of trace 1's spans, between two with some.
+            ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "other".into(),
+                    ..InstrumentationScope::default()
+                }),
+                spans: vec![span(2, 6, Some(2), "f")],
+                schema_url: "https://scope.example/2".into(),
+            },
             ScopeSpans {
                 scope: None,
                 spans: vec![span(1, 4, Some(1), "d")],
-                schema_url: String::new(),
+                schema_url: "https://scope.example/3".into(),
             },
         ],
         schema_url: "https://resource.example/1".into(),
@@ -209,13 +218,8 @@ fn fragments_are_the_message_prost_would_write() {
         resource_spans: vec![first.clone(), second.clone()],
     };
     let staged = stage(&request.encode_to_vec(), &SamplingRatios::default()).unwrap();
-    let trace_one = staged
-        .fragments
-        .iter()
-        .find(|f| f.trace_id == [1; 16])
-        .unwrap();
-    // What regrouping with prost's own types gives for trace 1: one ResourceSpans per
-    // resource, holding that resource's scopes with trace 1's spans.
+    // What regrouping with prost's own types gives for a trace: one ResourceSpans per
+    // resource, holding that resource's scopes with the trace's spans.
     let keep = |rs: &ResourceSpans, names: &[&str]| ResourceSpans {
         scope_spans: rs
             .scope_spans
@@ -233,15 +237,32 @@ fn fragments_are_the_message_prost_would_write() {
             .collect(),
         ..rs.clone()
     };
+    let fragment = |trace: u8| {
+        let fragment = staged.fragments.iter().find(|f| f.trace_id == [trace; 16]);
+        fragment.unwrap()
+    };
+    let trace_one = fragment(1);
     let expected = TracesData {
         resource_spans: vec![keep(&first, &["a", "c", "d"]), keep(&second, &["e"])],
     };
     assert_eq!(expected.resource_spans[0].scope_spans.len(), 2);
+    assert_eq!(
+        expected.resource_spans[0].scope_spans[1].schema_url,
+        "https://scope.example/3"
+    );
     // prost's bytes but for the order of each span's fields (prost writes them by number).
     assert_eq!(TracesData::decode(&trace_one.data[..]).unwrap(), expected);
     assert_eq!(
         spans_by_field_number(&trace_one.data),
         expected.encode_to_vec()
+    );
+    let trace_two = TracesData {
+        resource_spans: vec![keep(&first, &["b", "f"])],
+    };
+    assert_eq!(trace_two.resource_spans[0].scope_spans.len(), 2);
+    assert_eq!(
+        spans_by_field_number(&fragment(2).data),
+        trace_two.encode_to_vec()
     );
     assert_eq!(trace_one.summary.spans, 4);
 }

@@ -150,9 +150,7 @@ fn rollup_row(
     window_seconds: i32,
     tenant: &str,
 ) {
-    if let Some(d) = &mut agg.digest {
-        d.compress();
-    }
+    let digest = agg.row_digest().map(|d| d.to_bytes());
     let mut t = Tuple::begin(buf, ROLLUP_COLUMNS.len() as i16);
     t.int8(key.series as i64)
         .timestamptz_ns(key.start_ns)
@@ -167,16 +165,17 @@ fn rollup_row(
         .opt_float8(finite(agg.first_value))
         .timestamptz_ns(agg.last_ns)
         .opt_float8(finite(agg.last_value));
-    match &agg.digest {
-        Some(d) => t.bytea(&d.to_bytes()),
+    match &digest {
+        Some(bytes) => t.bytea(bytes),
         None => t.null(),
     };
     for q in PRECOMPUTED_QUANTILES {
         t.opt_float8(agg.quantile(q).filter(|v| v.is_finite()));
     }
     match &agg.detail {
-        Detail::Explicit { bounds, counts } => {
-            t.float8_array(bounds.iter().copied()).int8_array(counts);
+        Detail::Explicit(e) => {
+            t.float8_array(e.bounds.iter().copied())
+                .int8_array(&e.counts);
         }
         _ => {
             t.null().null();
@@ -198,7 +197,7 @@ fn rollup_row(
         }
     }
     match &agg.detail {
-        Detail::Summary { quantiles } => {
+        Detail::Summary(quantiles) => {
             t.float8_array(quantiles.iter().map(|q| q.0))
                 .float8_array(quantiles.iter().map(|q| q.1));
         }

@@ -6,7 +6,7 @@
 //! the windows of the old length tile time up to it and those of the new length from it,
 //! so no two windows of one series ever overlap, whatever point arrives late.
 
-use crate::tdigest::TDigest;
+use crate::tdigest::{check_compression, DEFAULT_COMPRESSION};
 
 /// Nanoseconds in a second.
 pub const NS_PER_SECOND: i64 = 1_000_000_000;
@@ -39,7 +39,7 @@ impl Default for RollupSettings {
         RollupSettings {
             window_ns: 60 * NS_PER_SECOND,
             lateness_ns: 60 * NS_PER_SECOND,
-            compression: crate::tdigest::DEFAULT_COMPRESSION,
+            compression: DEFAULT_COMPRESSION,
             changes: Vec::new(),
         }
     }
@@ -120,8 +120,12 @@ impl RollupSettings {
             .saturating_sub(self.lateness_ns)
     }
 
-    pub(crate) fn digest(&self) -> TDigest {
-        TDigest::new(self.compression).unwrap_or_default()
+    /// The compression of new windows' digests (the default when the setting is out of range).
+    pub(crate) fn digest_compression(&self) -> f64 {
+        match check_compression(self.compression) {
+            Ok(()) => self.compression,
+            Err(_) => DEFAULT_COMPRESSION,
+        }
     }
 }
 

@@ -12,23 +12,49 @@
 //! Both rules are commutative and associative, which is what makes partial rows from late
 //! points, restarts and other daemons merge to the same answer.
 
+use std::borrow::Cow;
+
 use crate::exp_buckets::ExpBuckets;
 use crate::tdigest::TDigest;
 
-/// Bucket counts and per-type extras.
+/// What an aggregate keeps besides its figures, by metric type. Every variant that holds
+/// data holds it in a box, so that an aggregate is 104 bytes whatever its type (open windows
+/// and hours are most of the core's memory per active series).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Detail {
+    /// A cumulative monotonic sum: its figures are its whole state.
     None,
-    /// Explicit-bucket histogram: `counts.len() == bounds.len() + 1`.
-    Explicit {
-        bounds: Vec<f64>,
-        counts: Vec<u64>,
+    /// An additive gauge or sum that has had at most one value: the t-digest, of `compression`,
+    /// is made when a second value comes, from the first one (`min` of a one-value aggregate).
+    /// Most windows of a slow series get one point, and a digest holding one value is that
+    /// value; see [`WindowAgg::row_digest`].
+    OneValue {
+        compression: f64,
     },
-    Exponential(ExpBuckets),
+    /// An additive gauge or sum's t-digest of its values.
+    Digest(Box<TDigest>),
+    Explicit(Box<ExplicitBuckets>),
+    Exponential(Box<ExpBuckets>),
     /// A summary's (quantile, value) pairs, from its newest point.
-    Summary {
-        quantiles: Vec<(f64, f64)>,
-    },
+    Summary(Box<Vec<(f64, f64)>>),
+}
+
+impl Detail {
+    /// The detail of a new gauge or sum aggregate: a digest of `compression` when `additive`.
+    pub fn numbers(additive: bool, compression: f64) -> Detail {
+        if additive {
+            Detail::OneValue { compression }
+        } else {
+            Detail::None
+        }
+    }
+}
+
+/// An explicit-bucket histogram's bounds and counts: `counts.len() == bounds.len() + 1`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExplicitBuckets {
+    pub bounds: Vec<f64>,
+    pub counts: Vec<u64>,
 }
 
 /// A histogram or summary point's own count, sum, min and max (`NaN` sum when absent,
@@ -69,8 +95,6 @@ pub struct WindowAgg {
     pub first_value: f64,
     pub last_ns: i64,
     pub last_value: f64,
-    /// Additive gauges and sums only.
-    pub digest: Option<TDigest>,
     pub detail: Detail,
     /// The lowest spool sequence number of the requests merged in (`u64::MAX` when none is
     /// known): a restart replays the spool from the lowest one of every open aggregate.
@@ -79,7 +103,7 @@ pub struct WindowAgg {
 
 impl WindowAgg {
     /// An empty aggregate.
-    pub fn new(cumulative: bool, digest: Option<TDigest>, detail: Detail) -> Self {
+    pub fn new(cumulative: bool, detail: Detail) -> Self {
         WindowAgg {
             cumulative,
             points: 0,
@@ -91,7 +115,6 @@ impl WindowAgg {
             first_value: f64::NAN,
             last_ns: i64::MIN,
             last_value: f64::NAN,
-            digest,
             detail,
             min_seq: u64::MAX,
         }
@@ -100,14 +123,18 @@ impl WindowAgg {
     /// Adds a Gauge or Sum value.
     pub fn add_number(&mut self, time_ns: i64, value: f64) {
         self.note_time(time_ns, value);
+        // A first value is kept as `min` alone (`Detail::OneValue`).
+        let first = self.count == 0 && matches!(self.detail, Detail::OneValue { .. });
+        if !first {
+            if let Some(d) = self.digest_mut() {
+                // Ingest only stages finite values, and only finite values reach here.
+                let _ = d.add(value);
+            }
+        }
         self.count += 1;
         self.sum += value;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
-        if let Some(d) = &mut self.digest {
-            // Ingest only stages finite values, and only finite values reach here.
-            let _ = d.add(value);
-        }
     }
 
     /// Adds a histogram or summary point: its figures, and `detail` to put its buckets or
@@ -150,21 +177,23 @@ impl WindowAgg {
             self.last_ns = other.last_ns;
             self.last_value = other.last_value;
         }
-        let numbers = matches!(self.detail, Detail::None);
+        let numbers = matches!(
+            self.detail,
+            Detail::None | Detail::OneValue { .. } | Detail::Digest(_)
+        );
         if self.cumulative && !numbers {
             if other_is_newer {
                 self.take_state(other);
             }
             return;
         }
+        // Before the figures change: a one-value digest is made from them.
+        self.merge_digest(&other);
         // Counters too: their min and max are the epoch's first and last value.
         self.count += other.count;
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
-        if let (Some(d), Some(o)) = (&mut self.digest, &other.digest) {
-            d.merge(o);
-        }
         self.add_detail(other.detail);
     }
 
@@ -180,6 +209,54 @@ impl WindowAgg {
         }
     }
 
+    /// The digest of an additive gauge or sum, made from its one value first if need be.
+    fn digest_mut(&mut self) -> Option<&mut TDigest> {
+        if let Detail::OneValue { compression } = self.detail {
+            self.detail = Detail::Digest(Box::new(self.one_value_digest(compression)));
+        }
+        match &mut self.detail {
+            Detail::Digest(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The digest a `Detail::OneValue` aggregate stands for: of its value, or empty.
+    fn one_value_digest(&self, compression: f64) -> TDigest {
+        let mut d = TDigest::with_valid_compression(compression);
+        if self.count == 1 {
+            let _ = d.add(self.min);
+        }
+        d
+    }
+
+    /// Merges `other`'s digest into this one, as if both had been made at their first value.
+    fn merge_digest(&mut self, other: &WindowAgg) {
+        let theirs = match &other.detail {
+            Detail::Digest(d) => Cow::Borrowed(&**d),
+            Detail::OneValue { compression } if other.count > 0 => {
+                Cow::Owned(other.one_value_digest(*compression))
+            }
+            _ => return,
+        };
+        if let Some(mine) = self.digest_mut() {
+            mine.merge(&theirs);
+        }
+    }
+
+    /// The digest a rollup row stores, compressed (`None` for the types without one).
+    pub fn row_digest(&mut self) -> Option<Cow<'_, TDigest>> {
+        let mut made = match self.detail {
+            Detail::OneValue { compression } => self.one_value_digest(compression),
+            Detail::Digest(ref mut d) => {
+                d.compress();
+                return Some(Cow::Borrowed(&**d));
+            }
+            _ => return None,
+        };
+        made.compress();
+        Some(Cow::Owned(made))
+    }
+
     fn take_state(&mut self, state: WindowAgg) {
         self.count = state.count;
         self.sum = state.sum;
@@ -190,14 +267,13 @@ impl WindowAgg {
 
     fn add_detail(&mut self, other: Detail) {
         match (&mut self.detail, other) {
-            (Detail::Explicit { counts, .. }, Detail::Explicit { counts: more, .. }) => {
+            (Detail::Explicit(mine), Detail::Explicit(more)) => {
                 // Same key, so same layout (the layout hash is part of the key).
-                counts.iter_mut().zip(more).for_each(|(c, m)| *c += m);
+                let counts = mine.counts.iter_mut().zip(&more.counts);
+                counts.for_each(|(c, m)| *c += m);
             }
             (Detail::Exponential(mine), Detail::Exponential(theirs)) => mine.merge(&theirs),
-            (Detail::Summary { quantiles }, Detail::Summary { quantiles: newer }) => {
-                *quantiles = newer;
-            }
+            (Detail::Summary(quantiles), Detail::Summary(newer)) => *quantiles = newer,
             _ => {}
         }
     }
@@ -209,17 +285,17 @@ impl WindowAgg {
         if self.count == 0 {
             return None;
         }
-        if let Some(d) = &self.digest {
-            return Some(d.quantile(q));
-        }
         match &self.detail {
-            Detail::Summary { quantiles } => quantiles
+            Detail::Digest(d) => Some(d.quantile(q)),
+            // Every quantile of a one-value digest is its value (`tdigest_query::quantile`).
+            Detail::OneValue { .. } => Some(self.min),
+            Detail::Summary(quantiles) => quantiles
                 .iter()
                 .find(|(qq, _)| (qq - q).abs() < 1e-9)
                 .map(|&(_, v)| v),
             _ if self.cumulative => None,
-            Detail::Explicit { bounds, counts } => {
-                crate::histogram_quantile::quantile(bounds, counts, q, self.min, self.max)
+            Detail::Explicit(e) => {
+                crate::histogram_quantile::quantile(&e.bounds, &e.counts, q, self.min, self.max)
             }
             Detail::Exponential(e) => {
                 let (bounds, counts) = e.to_explicit();

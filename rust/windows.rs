@@ -9,7 +9,7 @@ use crate::otlp_view::PointView;
 use crate::series::IdMap;
 use crate::staged::{Payload, RowTable, StagedRequest};
 use crate::tenants::TenantIndex;
-use crate::window_agg::{Detail, DetailMerge, Figures, WindowAgg};
+use crate::window_agg::{Detail, DetailMerge, ExplicitBuckets, Figures, WindowAgg};
 
 pub use crate::rollup_settings::{
     hour_horizon, window_horizon, RollupSettings, WindowChange, HOUR_NS, NS_PER_SECOND,
@@ -274,7 +274,8 @@ impl Windows {
                 }
                 self.map(target)
                     .get_or_insert_with(key, seq, || {
-                        WindowAgg::new(counter, (!counter).then(|| settings.digest()), Detail::None)
+                        let detail = Detail::numbers(!counter, settings.digest_compression());
+                        WindowAgg::new(counter, detail)
                     })
                     .add_number(p.time_ns, value);
             }
@@ -288,18 +289,19 @@ impl Windows {
                 let (bounds, counts) = (point.layout.bounds, point.bucket_counts);
                 self.map(target)
                     .get_or_insert_with(key, seq, || {
-                        let detail = Detail::Explicit {
+                        let detail = Detail::Explicit(Box::new(ExplicitBuckets {
                             bounds: bounds.to_vec(),
                             counts: vec![0; counts.len()],
-                        };
-                        WindowAgg::new(cumulative, None, detail)
+                        }));
+                        WindowAgg::new(cumulative, detail)
                     })
                     .add_point(
                         p.time_ns,
                         figures(point.count, point.sum, point.min, point.max),
                         |detail, merge| {
-                            if let Detail::Explicit { counts: mine, .. } = detail {
+                            if let Detail::Explicit(e) = detail {
                                 // Same key, so same layout: the lengths are equal.
+                                let mine = &mut e.counts;
                                 match merge {
                                     DetailMerge::Replace => mine.copy_from_slice(counts),
                                     DetailMerge::Add => {
@@ -322,14 +324,15 @@ impl Windows {
                 };
                 self.map(target)
                     .get_or_insert_with(key, seq, || {
-                        WindowAgg::new(cumulative, None, Detail::Exponential(empty))
+                        WindowAgg::new(cumulative, Detail::Exponential(Box::new(empty)))
                     })
                     .add_point(
                         p.time_ns,
                         figures(view.count, view.sum, view.min, view.max),
                         |detail, merge| match (detail, merge) {
                             (Detail::Exponential(mine), DetailMerge::Add) => mine.merge(&buckets),
-                            (detail, _) => *detail = Detail::Exponential(buckets),
+                            (Detail::Exponential(mine), DetailMerge::Replace) => **mine = buckets,
+                            (detail, _) => *detail = Detail::Exponential(Box::new(buckets)),
                         },
                     );
             }
@@ -347,13 +350,12 @@ impl Windows {
                     .collect();
                 let at = |q: f64| quantiles.iter().find(|p| p.0 == q).map(|p| p.1);
                 let own = figures(view.count, view.sum, at(0.0), at(1.0));
-                let empty = Detail::Summary {
-                    quantiles: Vec::new(),
-                };
+                let empty = Detail::Summary(Box::default());
                 self.map(target)
-                    .get_or_insert_with(key, seq, || WindowAgg::new(true, None, empty))
-                    .add_point(p.time_ns, own, |detail, _| {
-                        *detail = Detail::Summary { quantiles };
+                    .get_or_insert_with(key, seq, || WindowAgg::new(true, empty))
+                    .add_point(p.time_ns, own, |detail, _| match detail {
+                        Detail::Summary(mine) => **mine = quantiles,
+                        detail => *detail = Detail::Summary(Box::new(quantiles)),
                     });
             }
         }

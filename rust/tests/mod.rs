@@ -22,5 +22,6 @@ mod test_trace_decode;
 mod test_trace_sampling;
 mod test_trace_tenants;
 mod test_traces;
+mod test_window_agg;
 mod test_window_change;
 mod test_windows;

@@ -27,9 +27,12 @@ pub enum Detail {
     /// An additive gauge or sum that has had at most one value: the t-digest, of `compression`,
     /// is made when a second value comes, from the first one (`min` of a one-value aggregate).
     /// Most windows of a slow series get one point, and a digest holding one value is that
-    /// value; see [`WindowAgg::row_digest`].
+    /// value; see [`WindowAgg::row_digest`]. `compressed` says where that digest holds its
+    /// value: in its centroids once a row was written from it (writing compresses a digest in
+    /// place), else in its buffer; the next merge or add then sees the same digest either way.
     OneValue {
         compression: f64,
+        compressed: bool,
     },
     /// An additive gauge or sum's t-digest of its values.
     Digest(Box<TDigest>),
@@ -43,7 +46,10 @@ impl Detail {
     /// The detail of a new gauge or sum aggregate: a digest of `compression` when `additive`.
     pub fn numbers(additive: bool, compression: f64) -> Detail {
         if additive {
-            Detail::OneValue { compression }
+            Detail::OneValue {
+                compression,
+                compressed: false,
+            }
         } else {
             Detail::None
         }
@@ -211,8 +217,9 @@ impl WindowAgg {
 
     /// The digest of an additive gauge or sum, made from its one value first if need be.
     fn digest_mut(&mut self) -> Option<&mut TDigest> {
-        if let Detail::OneValue { compression } = self.detail {
-            self.detail = Detail::Digest(Box::new(self.one_value_digest(compression)));
+        if let Detail::OneValue { .. } = self.detail {
+            let made = self.one_value_digest().expect("a one-value aggregate");
+            self.detail = Detail::Digest(Box::new(made));
         }
         match &mut self.detail {
             Detail::Digest(d) => Some(d),
@@ -221,20 +228,30 @@ impl WindowAgg {
     }
 
     /// The digest a `Detail::OneValue` aggregate stands for: of its value, or empty.
-    fn one_value_digest(&self, compression: f64) -> TDigest {
+    fn one_value_digest(&self) -> Option<TDigest> {
+        let Detail::OneValue {
+            compression,
+            compressed,
+        } = self.detail
+        else {
+            return None;
+        };
         let mut d = TDigest::with_valid_compression(compression);
         if self.count == 1 {
             let _ = d.add(self.min);
         }
-        d
+        if compressed {
+            d.compress();
+        }
+        Some(d)
     }
 
     /// Merges `other`'s digest into this one, as if both had been made at their first value.
     fn merge_digest(&mut self, other: &WindowAgg) {
         let theirs = match &other.detail {
             Detail::Digest(d) => Cow::Borrowed(&**d),
-            Detail::OneValue { compression } if other.count > 0 => {
-                Cow::Owned(other.one_value_digest(*compression))
+            Detail::OneValue { .. } if other.count > 0 => {
+                Cow::Owned(other.one_value_digest().expect("a one-value aggregate"))
             }
             _ => return,
         };
@@ -243,18 +260,19 @@ impl WindowAgg {
         }
     }
 
-    /// The digest a rollup row stores, compressed (`None` for the types without one).
+    /// The digest a rollup row stores, compressed in place (`None` for the types without one).
     pub fn row_digest(&mut self) -> Option<Cow<'_, TDigest>> {
-        let mut made = match self.detail {
-            Detail::OneValue { compression } => self.one_value_digest(compression),
-            Detail::Digest(ref mut d) => {
+        if let Detail::OneValue { compressed, .. } = &mut self.detail {
+            *compressed = true;
+            return self.one_value_digest().map(Cow::Owned);
+        }
+        match &mut self.detail {
+            Detail::Digest(d) => {
                 d.compress();
-                return Some(Cow::Borrowed(&**d));
+                Some(Cow::Borrowed(&**d))
             }
-            _ => return None,
-        };
-        made.compress();
-        Some(Cow::Owned(made))
+            _ => None,
+        }
     }
 
     fn take_state(&mut self, state: WindowAgg) {
@@ -288,7 +306,11 @@ impl WindowAgg {
         match &self.detail {
             Detail::Digest(d) => Some(d.quantile(q)),
             // Every quantile of a one-value digest is its value (`tdigest_query::quantile`).
-            Detail::OneValue { .. } => Some(self.min),
+            Detail::OneValue { .. } => Some(if (0.0..=1.0).contains(&q) {
+                self.min
+            } else {
+                f64::NAN
+            }),
             Detail::Summary(quantiles) => quantiles
                 .iter()
                 .find(|(qq, _)| (qq - q).abs() < 1e-9)

@@ -1,5 +1,7 @@
 //! An aggregate's digest is made only at its second value: what it stores and answers must be
-//! exactly what a digest made at the first value gives, whatever the adds and merges.
+//! exactly what a digest made at the first value gives, through the daemon's whole flow:
+//! windows written (which compresses their digests in place), then merged into their hour,
+//! rows written partway and more values added after.
 
 use std::mem::size_of;
 
@@ -7,27 +9,36 @@ use crate::rollup_rows::PRECOMPUTED_QUANTILES;
 use crate::tdigest::TDigest;
 use crate::window_agg::{Detail, WindowAgg};
 
-const COMPRESSION: f64 = 100.0;
+/// One partial: its values, and whether a row was written from it before it is merged.
+struct Part {
+    values: Vec<f64>,
+    written: bool,
+}
 
-/// What the aggregate's digest was before it was made lazily: one per partial, made empty,
-/// every value added, the partials merged in order.
-fn eager(parts: &[Vec<f64>]) -> TDigest {
-    let mut digests = parts.iter().map(|values| {
-        let mut d = TDigest::new(COMPRESSION).unwrap();
-        values.iter().for_each(|&v| d.add(v).unwrap());
+/// The digest as it was made before: at the first value, compressed in place when a row was
+/// written, partials merged in order.
+fn eager(parts: &[Part], compression: f64) -> TDigest {
+    let mut digests = parts.iter().map(|part| {
+        let mut d = TDigest::new(compression).unwrap();
+        part.values.iter().for_each(|&v| d.add(v).unwrap());
+        if part.written {
+            d.compress();
+        }
         d
     });
     let mut merged = digests.next().expect("a partial");
     digests.for_each(|d| merged.merge(&d));
-    merged.compress();
     merged
 }
 
-fn lazy(parts: &[Vec<f64>]) -> WindowAgg {
-    let mut aggs = parts.iter().map(|values| {
-        let mut agg = WindowAgg::new(false, Detail::numbers(true, COMPRESSION));
-        for (i, &v) in values.iter().enumerate() {
+fn lazy(parts: &[Part], compression: f64) -> WindowAgg {
+    let mut aggs = parts.iter().map(|part| {
+        let mut agg = WindowAgg::new(false, Detail::numbers(true, compression));
+        for (i, &v) in part.values.iter().enumerate() {
             agg.add_number(i as i64, v);
+        }
+        if part.written {
+            agg.row_digest();
         }
         agg
     });
@@ -53,18 +64,24 @@ fn values(seed: u64, n: usize) -> Vec<f64> {
         .collect()
 }
 
-fn check(parts: &[Vec<f64>], case: &str) {
-    let expected = eager(parts);
-    let mut agg = lazy(parts);
-    let all: Vec<f64> = parts.iter().flatten().copied().collect();
-    assert_eq!(agg.count, all.len() as u64, "{case}");
+/// Row digest bytes and quantiles (bit for bit) of `agg` against `expected`.
+fn check_row(agg: &mut WindowAgg, mut expected: TDigest, case: &str) {
     assert_eq!(agg.count, expected.count(), "{case}");
+    expected.compress();
     let stored = agg.row_digest().expect("a digest").to_bytes();
     assert_eq!(stored, expected.to_bytes(), "{case}");
-    for q in PRECOMPUTED_QUANTILES {
-        let want = (!all.is_empty()).then(|| expected.quantile(q));
-        assert_eq!(agg.quantile(q), want, "{case}, q = {q}");
+    for q in PRECOMPUTED_QUANTILES.into_iter().chain([0.0, 1.0, 1.5]) {
+        let want = (expected.count() > 0).then(|| expected.quantile(q).to_bits());
+        assert_eq!(agg.quantile(q).map(f64::to_bits), want, "{case}, q = {q}");
     }
+}
+
+fn check(parts: &[Part], compression: f64, case: &str) {
+    let expected = eager(parts, compression);
+    let mut agg = lazy(parts, compression);
+    let n: usize = parts.iter().map(|p| p.values.len()).sum();
+    assert_eq!(agg.count, n as u64, "{case}");
+    check_row(&mut agg, expected, case);
 }
 
 #[test]
@@ -76,9 +93,12 @@ fn an_aggregate_is_104_bytes_and_its_detail_16() {
 #[test]
 fn one_value_stores_the_digest_of_that_value() {
     for v in [0.0, -0.0, -7.5, 1e300, 42.0] {
-        let parts = [vec![v]];
-        check(&parts, &format!("value {v}"));
-        let agg = lazy(&parts);
+        let parts = [Part {
+            values: vec![v],
+            written: false,
+        }];
+        check(&parts, 100.0, &format!("value {v}"));
+        let agg = lazy(&parts, 100.0);
         assert!(matches!(agg.detail, Detail::OneValue { .. }), "{v}");
         assert_eq!(agg.quantile(0.5).unwrap().to_bits(), v.to_bits(), "{v}");
     }
@@ -100,19 +120,66 @@ fn adds_and_merges_give_the_bytes_of_digests_made_at_the_first_value() {
         &[3, 1, 0, 1, 900],
         &[60; 40],
     ];
-    for (n, sizes) in sizes.iter().enumerate() {
-        let parts: Vec<Vec<f64>> = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &len)| values((n * 100 + i) as u64, len))
+    for compression in [10.0, 100.0] {
+        for written in [false, true] {
+            for (n, sizes) in sizes.iter().enumerate() {
+                let parts: Vec<Part> = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &len)| Part {
+                        values: values((n * 100 + i) as u64, len),
+                        written,
+                    })
+                    .collect();
+                let case = format!("δ {compression}, written {written}, case {n}: {sizes:?}");
+                check(&parts, compression, &case);
+            }
+        }
+    }
+}
+
+/// At δ = 10 a merge compresses once 1,000 entries are buffered: an hour of one-value windows
+/// reaches that, and a written window must hold its value where the old digest did.
+#[test]
+fn an_hour_of_written_one_value_windows_compresses_when_it_did() {
+    for (windows, first_len) in [(1_100, 1), (1_100, 2), (3_600, 1), (999, 1), (1_001, 1)] {
+        let parts: Vec<Part> = (0..windows)
+            .map(|i| Part {
+                values: values(i as u64 + 7, if i == 0 { first_len } else { 1 }),
+                written: true,
+            })
             .collect();
-        check(&parts, &format!("case {n}: {sizes:?}"));
+        check(
+            &parts,
+            10.0,
+            &format!("{windows} windows, first of {first_len}"),
+        );
+    }
+}
+
+#[test]
+fn values_added_after_a_row_was_written() {
+    for (before, after) in [(1, 1), (1, 60), (1, 49), (1, 50), (2, 48), (0, 3)] {
+        let (first, then) = (values(before as u64, before), values(99, after));
+        let mut agg = WindowAgg::new(false, Detail::numbers(true, 10.0));
+        let mut expected = TDigest::new(10.0).unwrap();
+        for &v in &first {
+            agg.add_number(0, v);
+            expected.add(v).unwrap();
+        }
+        agg.row_digest();
+        expected.compress();
+        for &v in &then {
+            agg.add_number(1, v);
+            expected.add(v).unwrap();
+        }
+        check_row(&mut agg, expected, &format!("{before} then {after}"));
     }
 }
 
 #[test]
 fn counters_have_no_digest() {
-    let mut counter = WindowAgg::new(true, Detail::numbers(false, COMPRESSION));
+    let mut counter = WindowAgg::new(true, Detail::numbers(false, 100.0));
     counter.add_number(1, 5.0);
     counter.add_number(2, 9.0);
     assert!(counter.row_digest().is_none());

@@ -3,10 +3,12 @@
 Scenario: the mixed workload of ``otlp_payloads`` with ``--series`` series, ``--per-window``
 points per series in each of the 60 one-minute windows of one hour, ingested into a bare
 ``MetricsCore`` (no daemon, no PostgreSQL); after each window a ``take_batch`` writes its
-points and closes it into its hour, as the daemon's flushes do. It prints the RSS growth per
-series since the first window closed, every ten windows: what the open hours accumulate (their
-digests buffer the centroids of every window merged in), then what is left once the hour is
-written.
+points and closes it into its hour, and every ``--hour-flush-windows`` windows one also writes
+every open hour as a partial row, as the daemon's flushes do (``rollups.hour_flush_seconds``,
+300 s by default, is five windows). It prints the RSS growth per series since the first window
+closed, every ten windows: what the open hours accumulate (their digests buffer the centroids
+of every window merged in). With ``--hour-flush-windows 60`` hours are written only when
+they end.
 
     .venv/bin/python bench/hour_memory.py --series 10000 --per-window 100
 """
@@ -52,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--per-window", type=int, default=100)
+    parser.add_argument("--hour-flush-windows", type=int, default=5)
     args = parser.parse_args()
     process = psutil.Process()
     # An hour that ended two hours ago, so that every window closes at once when asked.
@@ -64,13 +67,17 @@ def main() -> None:
         delta = process.memory_info().rss - base
         return f"{delta / 2**20:8.0f} MiB {delta / args.series:8.0f} B/series"
 
-    print(f"series {args.series:,}, points per series per window {args.per_window:,}")
+    print(
+        f"series {args.series:,}, points per series per window {args.per_window:,},"
+        f" open hours written every {args.hour_flush_windows} windows"
+    )
     for window in range(60):
         end_ns = hour_start + (window + 1) * WINDOW_NS
         requests = window_requests(args.series, args.per_window, window, end_ns)
         for request in requests:
             core.ingest(request, end_ns)
-        batch = core.take_batch(end_ns + lateness_ns, flush_all=False, flush_hours=False)
+        flush_hours = (window + 1) % args.hour_flush_windows == 0
+        batch = core.take_batch(end_ns + lateness_ns, flush_all=False, flush_hours=flush_hours)
         del batch, requests
         gc.collect()
         if window == 0:

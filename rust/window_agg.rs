@@ -217,8 +217,7 @@ impl WindowAgg {
 
     /// The digest of an additive gauge or sum, made from its one value first if need be.
     fn digest_mut(&mut self) -> Option<&mut TDigest> {
-        if let Detail::OneValue { .. } = self.detail {
-            let made = self.one_value_digest().expect("a one-value aggregate");
+        if let Some(made) = self.one_value_digest() {
             self.detail = Detail::Digest(Box::new(made));
         }
         match &mut self.detail {

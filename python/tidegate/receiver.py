@@ -39,9 +39,13 @@ log = logging.getLogger(__name__)
 
 METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
-# The longest RetryInfo delay a full spool asks for, and the fill below which it is not full.
+# The longest RetryInfo delay a full spool asks for, and the fill below which it is no longer
+# full. Half, not just under the limit: a spool that one commit dips below the limit and
+# returning clients fill again within a second is still full, and restarting its delays at
+# `ingest.retry_after_seconds` would let an exporter spend its few retries in that second.
+# A spool that refused nothing for the longest delay is no longer full either.
 MAX_RETRY_AFTER_SECONDS = 30.0
-SPOOL_LOW_WATER = 0.9
+SPOOL_LOW_WATER = 0.5
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,10 @@ class Receiver:
         self._in_flight_calls = 0
         self._in_flight_bytes = 0
         self._stopping = False
-        # Since when (time.monotonic()) the spool has turned requests away, if it does.
+        # Since when (time.monotonic()) the spool has turned requests away, if it does, and
+        # when it last did.
         self._spool_full_since: float | None = None
+        self._spool_refused_at = 0.0
         # The Rust core releases the GIL, so these threads decode in parallel.
         self._executor = ThreadPoolExecutor(
             max_workers=config.ingest.decode_threads, thread_name_prefix="tidegate-decode"
@@ -248,8 +254,11 @@ class Receiver:
             pass
         elif spool_bytes + request_bytes > self._config.spool.max_bytes:
             now = time.monotonic()
-            if self._spool_full_since is None:
+            # Nothing refused for the longest delay asked: every client came back and fitted.
+            quiet = now - self._spool_refused_at > MAX_RETRY_AFTER_SECONDS
+            if self._spool_full_since is None or quiet:
                 self._spool_full_since = now
+            self._spool_refused_at = now
             reason = (
                 f"spool full ({spool_bytes} bytes of requests not yet stored, "
                 f"limit {self._config.spool.max_bytes})"

@@ -114,6 +114,46 @@ def test_a_full_spool_refuses_with_retry_info(tmp_path: Path) -> None:
     asyncio.run(receiver.close())
 
 
+def test_a_full_spool_asks_for_longer_delays_until_it_has_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half the time the spool has been full, up to 30 s; a dip under the limit does not end
+    it, falling under half does, and so does refusing nothing for 30 s."""
+    config = Config()
+    config.spool.max_bytes = 100_000
+    spool = Spool(tmp_path / "metrics")
+    signal, receiver = make(config, Intake("metrics", spool, 600))
+
+    async def fill() -> None:
+        await spool.append(SpoolRecord(1, 0, "", bytes(16), bytes(60_000)))
+
+    asyncio.run(fill())
+    now = [1000.0]
+
+    def delay_at(seconds: float) -> float:
+        now[0] = 1000.0 + seconds
+        with pytest.raises(BackpressureError, match="spool full") as refused:
+            receiver.admit(50_000, signal)
+        return refused.value.retry_after_seconds
+
+    with monkeypatch.context() as patch:
+        patch.setattr("tidegate.receiver.time.monotonic", lambda: now[0])
+        assert delay_at(0) == 1.0
+        assert delay_at(10) == 5.0
+        receiver.admit(30_000, signal)  # fits, but the spool stays over half full
+        assert delay_at(12) == 6.0
+        assert delay_at(40) == 20.0
+        assert delay_at(70) == 30.0
+        assert delay_at(101) == 1.0  # nothing refused for 31 s: a new outage
+        assert delay_at(105) == 2.0
+        config.spool.max_bytes = 200_000
+        receiver.admit(30_000, signal)  # 60 KB of 200 KB: under half, the outage is over
+        config.spool.max_bytes = 100_000
+        assert delay_at(106) == 1.0
+    asyncio.run(spool.close())
+    asyncio.run(receiver.close())
+
+
 def test_shutdown_refuses_every_request(
     signal_and_receiver: tuple[Signal, Receiver],
 ) -> None:

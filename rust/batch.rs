@@ -19,9 +19,10 @@ impl MetricsCore {
         self.take_batch_at(i64::MIN, false, false)
     }
 
-    /// Moves every buffered point, and the windows and hours closed by `now_ns` (all of them
-    /// when `flush_all`, at shutdown; every hour when `flush_hours`), into a [`Batch`];
-    /// `None` when there is nothing and no request to account for.
+    /// Moves every buffered point, and the windows and hours closed by `now_ns` (every
+    /// window when `flush_all`, at shutdown; every hour when `flush_hours`), into a
+    /// [`Batch`]; `None` when there is nothing and no request to account for. Shutdown asks
+    /// for the windows and then for the hours, so that no batch holds both sets of rows.
     ///
     /// Under the write gate it only swaps buffers out and picks the closed windows (so that
     /// every request lands entirely in one batch, rollups included); the encoding happens
@@ -78,7 +79,7 @@ impl MetricsCore {
                 .into_iter()
                 .chain(hour_parts)
                 .for_each(|(key, agg)| open_hours.absorb(key, agg));
-            let hours = open_hours.take_closed(now_ns, &rollups, flush_all || flush_hours);
+            let hours = open_hours.take_closed(now_ns, &rollups, flush_hours);
             open_from_seq = open_from_seq.min(open_hours.min_seq());
             hours
         };

@@ -391,8 +391,8 @@ impl MetricsCore {
     /// Replays a spool record whose raw points are committed: see `ReplayFilter`.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
-        request, now_ns, seq, *, tenant = "default", closed_at_ns, hours_flushed_at_ns,
-        in_hour_flush,
+        request, now_ns, seq, *, tenant = "default", closed_at_ns, hours_closed_at_ns,
+        hours_flushed_at_ns, in_hour_flush,
     ))]
     fn replay_rollups(
         &self,
@@ -402,12 +402,14 @@ impl MetricsCore {
         seq: u64,
         tenant: &str,
         closed_at_ns: i64,
+        hours_closed_at_ns: i64,
         hours_flushed_at_ns: i64,
         in_hour_flush: bool,
     ) -> PyResult<()> {
         let bytes = request.as_bytes();
         let filter = ReplayFilter {
             closed_at_ns,
+            hours_closed_at_ns,
             hours_flushed_at_ns,
             in_hour_flush,
         };

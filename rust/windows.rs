@@ -189,6 +189,10 @@ impl OpenWindows {
 pub struct ReplayFilter {
     /// The flush time of the last committed batch (`i64::MAX` when it wrote every window).
     pub closed_at_ns: i64,
+    /// The same for hours: every hour that closed by this time is written (`i64::MAX` when
+    /// the batch wrote every hour at shutdown). Shutdown writes every window in one batch and
+    /// the hours in the next, so between the two this is the flush time, not `i64::MAX`.
+    pub hours_closed_at_ns: i64,
     /// The last flush that wrote every open hour (`i64::MIN` when none did).
     pub hours_flushed_at_ns: i64,
     /// Whether the request's points were committed by that hour flush.
@@ -213,7 +217,7 @@ impl ReplayFilter {
             return Some(Target::Window);
         }
         let hour_start = start_ns - start_ns.rem_euclid(HOUR_NS);
-        if hour_start <= hour_horizon(self.closed_at_ns, settings) {
+        if hour_start <= hour_horizon(self.hours_closed_at_ns, settings) {
             return None;
         }
         if self.in_hour_flush && window_closed_by(self.hours_flushed_at_ns) {

@@ -197,12 +197,14 @@ class MetricsCore:
         *,
         tenant: str = "default",
         closed_at_ns: int,
+        hours_closed_at_ns: int,
         hours_flushed_at_ns: int,
         in_hour_flush: bool,
     ) -> None:
         """Replay a spool record of ``tenant`` whose raw points a committed batch holds: its
         points go back only into the windows and hours that were open at that commit (the
-        batch taken at ``closed_at_ns``; the last one that flushed every hour was taken at
+        batch took the windows closed by ``closed_at_ns`` and the hours closed by
+        ``hours_closed_at_ns``; the last one that flushed every hour was taken at
         ``hours_flushed_at_ns``, and covered this record when ``in_hour_flush``)."""
     def set_series_limits(self, limits: dict[str, int], default: int | None) -> None:
         """Replace the active-series limits in place: a tenant's limit is its entry in
@@ -223,8 +225,8 @@ class MetricsCore:
     def take_batch(
         self, now_ns: int, *, flush_all: bool = False, flush_hours: bool = False
     ) -> MetricsBatch | None:
-        """Move every buffered point, and the windows and hours closed by ``now_ns`` (all of
-        them with ``flush_all``; every hour with ``flush_hours``), into a batch of COPY
+        """Move every buffered point, and the windows and hours closed by ``now_ns`` (every
+        window with ``flush_all``; every hour with ``flush_hours``), into a batch of COPY
         payloads; ``None`` when there is nothing and no request to account for."""
     def forget_series(self, batch: MetricsBatch) -> None:
         """Forget the series first seen in ``batch`` (its write failed), so that the next

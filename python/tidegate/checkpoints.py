@@ -30,8 +30,11 @@ class Checkpoint:
     committed: SeqSet = field(default_factory=SeqSet)
     # Metrics: the lowest record holding data of an open window or hour (None: none open).
     open_from_seq: int | None = None
-    # Metrics: the flush time of the last commit (I64_MAX when it wrote every window) ...
+    # Metrics: the flush time of the last commit (I64_MAX when it wrote every window), the
+    # same for its hours (I64_MAX when it wrote every hour; shutdown writes the windows
+    # first) ...
     closed_at_ns: int = I64_MIN
+    hours_closed_at_ns: int = I64_MIN
     # ... and of the last commit that wrote every open hour, with the records it covered.
     hours_flushed_at_ns: int = I64_MIN
     hour_flush: SeqSet = field(default_factory=SeqSet)
@@ -43,17 +46,20 @@ async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint
     """The sink's checkpoint for this spool (an empty one when it never committed)."""
     row = await conn.fetchrow(
         """SELECT committed_floor, committed_extras, open_from_seq, closed_at_ns,
-                  hours_flushed_at_ns, hour_flush_floor, hour_flush_extras
+                  hours_closed_at_ns, hours_flushed_at_ns, hour_flush_floor, hour_flush_extras
            FROM tidegate_checkpoints WHERE spool_id = $1 AND sink = $2""",
         spool_id,
         sink,
     )
     if row is None:
         return Checkpoint()
+    closed_at_ns = _or(row["closed_at_ns"], I64_MIN)
     return Checkpoint(
         committed=SeqSet(row["committed_floor"], row["committed_extras"]),
         open_from_seq=row["open_from_seq"],
-        closed_at_ns=_or(row["closed_at_ns"], I64_MIN),
+        closed_at_ns=closed_at_ns,
+        # Written before hours and windows could close apart: the same time.
+        hours_closed_at_ns=_or(row["hours_closed_at_ns"], closed_at_ns),
         hours_flushed_at_ns=_or(row["hours_flushed_at_ns"], I64_MIN),
         hour_flush=SeqSet(_or(row["hour_flush_floor"], 0), row["hour_flush_extras"] or ()),
     )
@@ -64,14 +70,15 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
     await conn.execute(
         """INSERT INTO tidegate_checkpoints AS c
                (spool_id, sink, committed_floor, committed_extras, open_from_seq,
-                closed_at_ns, hours_flushed_at_ns, hour_flush_floor, hour_flush_extras,
-                commit_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                closed_at_ns, hours_closed_at_ns, hours_flushed_at_ns, hour_flush_floor,
+                hour_flush_extras, commit_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
            ON CONFLICT (spool_id, sink) DO UPDATE SET
                committed_floor = excluded.committed_floor,
                committed_extras = excluded.committed_extras,
                open_from_seq = excluded.open_from_seq,
                closed_at_ns = excluded.closed_at_ns,
+               hours_closed_at_ns = excluded.hours_closed_at_ns,
                hours_flushed_at_ns = excluded.hours_flushed_at_ns,
                hour_flush_floor = excluded.hour_flush_floor,
                hour_flush_extras = excluded.hour_flush_extras,
@@ -83,6 +90,7 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
         list(cp.committed.extras),
         cp.open_from_seq,
         cp.closed_at_ns,
+        cp.hours_closed_at_ns,
         cp.hours_flushed_at_ns,
         cp.hour_flush.floor,
         list(cp.hour_flush.extras),

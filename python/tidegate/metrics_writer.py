@@ -184,11 +184,13 @@ class MetricsWriter:
             # the core's buffer but are not stored, and admission must still see them.
             self._in_flight_points = self._core.buffered_points
             # Once stopping, every open window is written too: a partial row now, merged by
-            # readers with whatever the next daemon writes for the same window. Every open
-            # hour is written now and then, so the spool need not keep an hour of requests.
+            # readers with whatever the next daemon writes for the same window; then, in a
+            # batch of their own, the open hours, so that no batch holds the rows of both
+            # (at a million series that is hundreds of MiB). Every open hour is written now
+            # and then, so the spool need not keep an hour of requests.
             now_ns = time.time_ns()
             flush_all = self._stopping.is_set()
-            flush_hours = self._hours_due()
+            flush_hours = self._hours_due() or (flush_all and self._only_hours_open())
             batch = await asyncio.to_thread(
                 self._core.take_batch, now_ns, flush_all=flush_all, flush_hours=flush_hours
             )
@@ -244,20 +246,27 @@ class MetricsWriter:
         crowded = self._intake.spool_bytes > self._config.spool.max_bytes // 2
         return crowded and since >= rollups.window_seconds
 
+    def _only_hours_open(self) -> bool:
+        """No window is open, but hours (or replayed parts of them) are."""
+        core = self._core
+        return core.oldest_open_window_start_ns is None and core.open_windows > 0
+
     def _next_checkpoint(
         self, batch: MetricsBatch, now_ns: int, flush_all: bool, flush_hours: bool
     ) -> Checkpoint:
         """The checkpoint that commits with ``batch``."""
         previous = self._checkpoint
         closed_at = I64_MAX if flush_all else now_ns
+        # Shutdown's batch of windows writes only the hours closed by now.
+        hours_closed_at = now_ns if flush_all and not flush_hours else closed_at
         committed = self._intake.committed_through(batch.seqs)
-        hours_written = flush_all or flush_hours
         return Checkpoint(
             committed=committed,
             open_from_seq=None if batch.open_from_seq == NONE_OPEN else batch.open_from_seq,
             closed_at_ns=closed_at,
-            hours_flushed_at_ns=closed_at if hours_written else previous.hours_flushed_at_ns,
-            hour_flush=committed.copy() if hours_written else previous.hour_flush,
+            hours_closed_at_ns=hours_closed_at,
+            hours_flushed_at_ns=closed_at if flush_hours else previous.hours_flushed_at_ns,
+            hour_flush=committed.copy() if flush_hours else previous.hour_flush,
         )
 
     async def _write_with_retry(self, batch: MetricsBatch, checkpoint: Checkpoint) -> None:

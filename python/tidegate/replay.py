@@ -66,6 +66,7 @@ def replay_metrics_rollups(
                 record.seq,
                 tenant=record_tenant(record),
                 closed_at_ns=checkpoint.closed_at_ns,
+                hours_closed_at_ns=checkpoint.hours_closed_at_ns,
                 hours_flushed_at_ns=checkpoint.hours_flushed_at_ns,
                 in_hour_flush=record.seq in checkpoint.hour_flush,
             )

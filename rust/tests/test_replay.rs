@@ -154,7 +154,7 @@ fn run(
         assert_eq!(out.rejected_points, 0, "{:?}", out.rejected_by_reason);
     }
     let last = records.last().unwrap().now_ns;
-    if let Some(batch) = core.take_batch_at(last + FLUSH_EVERY, true, false) {
+    if let Some(batch) = core.take_batch_at(last + FLUSH_EVERY, true, true) {
         stored.add(&batch);
     }
     records.len()
@@ -171,6 +171,7 @@ fn restart(records: &[Record], checkpoint: &Checkpoint, crashed_at: usize) -> Me
         if record.seq <= checkpoint.committed_through {
             let filter = ReplayFilter {
                 closed_at_ns: checkpoint.closed_at_ns,
+                hours_closed_at_ns: checkpoint.closed_at_ns,
                 hours_flushed_at_ns: checkpoint.hours_flushed_at_ns,
                 in_hour_flush: record.seq <= checkpoint.hour_flush_through,
             };

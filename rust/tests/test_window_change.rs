@@ -103,7 +103,7 @@ fn a_shorter_window_starts_at_a_multiple_of_both_lengths() {
             effective + 120 * S,
         ],
     );
-    let batch = core.take_batch_at(i64::MAX, true, false).unwrap();
+    let batch = core.take_batch_at(i64::MAX, true, true).unwrap();
     let us = ns_to_pg_micros;
     let rows = windows(&batch);
     let expected = vec![

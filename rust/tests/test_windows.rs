@@ -16,7 +16,7 @@ use crate::histogram_quantile::quantile;
 use crate::ingest::{Batch, MetricsCore};
 use crate::rollup_rows::PRECOMPUTED_QUANTILES;
 use crate::tdigest::TDigest;
-use crate::windows::{HOUR_NS, NS_PER_SECOND};
+use crate::windows::{ReplayFilter, HOUR_NS, NS_PER_SECOND};
 
 const S: i64 = NS_PER_SECOND;
 const MINUTE: i64 = 60 * S;
@@ -271,8 +271,8 @@ fn gauge_windows_close_by_the_clock() {
     check_number_row(&rows[0], window(2), 60, &windows[2]);
     assert_eq!(core.open_windows(), 1, "the hour");
 
-    // flush_all writes the open hour long before it closes.
-    let batch = core.take_batch_at(closes(window(2)), true, false).unwrap();
+    // flush_hours writes the open hour long before it closes.
+    let batch = core.take_batch_at(closes(window(2)), true, true).unwrap();
     let (rows, hours) = rollups(&batch);
     assert_eq!((rows.len(), hours.len()), (0, 1));
     check_number_row(&hours[0], HOUR0, 3600, &all);
@@ -281,12 +281,80 @@ fn gauge_windows_close_by_the_clock() {
 }
 
 #[test]
+fn shutdown_writes_the_windows_then_the_hours_in_a_batch_of_their_own() {
+    let core = core();
+    let windows = three_windows();
+    let all: Vec<(i64, f64)> = windows.concat();
+    ingest(&core, vec![gauge_of(&all)]);
+    // A clock before every window: flush_all writes them all, and only them.
+    let batch = core.take_batch_at(window(0), true, false).unwrap();
+    let (rows, hours) = rollups(&batch);
+    assert_eq!((rows.len(), hours.len()), (3, 0));
+    assert_eq!(batch.points, all.len() as u64);
+    for (k, (row, points)) in rows.iter().zip(&windows).enumerate() {
+        check_number_row(row, window(k as i64), 60, points);
+    }
+    assert_eq!(core.oldest_open_window_start_ns(), None);
+    assert_eq!(core.open_windows(), 1, "the hour");
+
+    let batch = core.take_batch_at(window(0), true, true).unwrap();
+    let (rows, hours) = rollups(&batch);
+    assert_eq!((rows.len(), hours.len(), batch.points), (0, 1, 0));
+    check_number_row(&hours[0], HOUR0, 3600, &all);
+    assert_eq!(core.open_windows(), 0);
+}
+
+#[test]
+fn a_crash_between_the_shutdown_batches_rebuilds_the_hour_and_no_window() {
+    let windows = three_windows();
+    let all: Vec<(i64, f64)> = windows.concat();
+    let bytes = request(vec![gauge_of(&all)]);
+    let core = core();
+    core.ingest_seq(&bytes, NOW, Some(7)).unwrap();
+    let windows_batch = core.take_batch_at(window(0), true, false).unwrap();
+    assert_eq!(rollups(&windows_batch).0.len(), 3);
+    assert_eq!(
+        windows_batch.open_from_seq, 7,
+        "the open hour still needs the record"
+    );
+
+    // The checkpoint of that batch: every window written, and the hours closed by its time.
+    let restarted = self::core();
+    let filter = ReplayFilter {
+        closed_at_ns: i64::MAX,
+        hours_closed_at_ns: window(0),
+        hours_flushed_at_ns: i64::MIN,
+        in_hour_flush: false,
+    };
+    restarted
+        .replay_rollups("default", &bytes, NOW, 7, &filter)
+        .unwrap();
+    // The replayed windows wait as parts of their hour, which the next flush takes.
+    assert_eq!(restarted.oldest_open_window_start_ns(), None);
+    let batch = restarted.take_batch_at(window(0), true, true).unwrap();
+    let (rows, hours) = rollups(&batch);
+    assert_eq!((rows.len(), hours.len(), batch.points), (0, 1, 0));
+    check_number_row(&hours[0], HOUR0, 3600, &all);
+
+    // After the shutdown's last batch (every hour written too) nothing is rebuilt.
+    let after_shutdown = self::core();
+    let filter = ReplayFilter {
+        hours_closed_at_ns: i64::MAX,
+        ..filter
+    };
+    after_shutdown
+        .replay_rollups("default", &bytes, NOW, 7, &filter)
+        .unwrap();
+    assert_eq!(after_shutdown.open_windows(), 0);
+}
+
+#[test]
 fn flush_all_writes_windows_that_are_still_open() {
     let core = core();
     let windows = three_windows();
     ingest(&core, vec![gauge_of(&windows.concat())]);
     // A clock before every window: only flush_all writes them.
-    let batch = core.take_batch_at(window(0), true, false).unwrap();
+    let batch = core.take_batch_at(window(0), true, true).unwrap();
     let (rows, hours) = rollups(&batch);
     assert_eq!((rows.len(), hours.len()), (3, 1));
     for (k, (row, points)) in rows.iter().zip(&windows).enumerate() {
@@ -348,7 +416,7 @@ fn hour_rows_merge_the_windows_of_one_hour() {
     // The next hour's window and hour are still open.
     assert_eq!(core.open_windows(), 1);
 
-    let batch = core.take_batch_at(hour_closes, true, false).unwrap();
+    let batch = core.take_batch_at(hour_closes, true, true).unwrap();
     let (rows, hours) = rollups(&batch);
     check_number_row(&rows[0], window(60), 60, &points[5..]);
     check_number_row(&hours[0], HOUR0 + HOUR_NS, 3600, &points[5..]);
@@ -474,7 +542,7 @@ fn counter_without_start_time_gets_an_epoch_only_from_a_reset() {
         at(window(0) + 3 * S, 2.0),
     ];
     ingest(&core, vec![sum("c", CUMULATIVE, true, points)]);
-    let (rows, _) = rollups(&core.take_batch_at(window(0), true, false).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(window(0), true, true).unwrap());
     let got: Vec<_> = rows
         .iter()
         .map(|r| (r.epoch, r.count, r.min, r.max))
@@ -515,7 +583,7 @@ fn counter_point_older_than_a_reset_keeps_the_old_epoch() {
             vec![started(start, w + 20 * S, 150.0)],
         )],
     );
-    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, true).unwrap());
     let got: Vec<_> = rows
         .iter()
         .map(|r| (r.epoch, r.count, r.min, r.max))
@@ -542,7 +610,7 @@ fn non_counter_sums_get_a_digest_and_no_epoch() {
     for (temporality, monotonic) in [(CUMULATIVE, false), (DELTA, true), (DELTA, false)] {
         let core = core();
         ingest(&core, vec![sum("s", temporality, monotonic, numbers())]);
-        let (rows, hours) = rollups(&core.take_batch_at(window(0), true, false).unwrap());
+        let (rows, hours) = rollups(&core.take_batch_at(window(0), true, true).unwrap());
         assert_eq!(rows.len(), 1, "{temporality} {monotonic}");
         check_number_row(&rows[0], window(0), 60, &points);
         check_number_row(&hours[0], HOUR0, 3600, &points);
@@ -608,7 +676,7 @@ fn delta_histograms_add_bucket_counts_per_layout() {
     assert_eq!(r.p50(), Some(2.0));
 
     // The hour adds the same way, per layout.
-    let (_, hours) = rollups(&core.take_batch_at(closes(w), true, false).unwrap());
+    let (_, hours) = rollups(&core.take_batch_at(closes(w), true, true).unwrap());
     assert_eq!(hours.len(), 2);
     let h = by_bounds(&hours, &[1.0, 5.0]);
     assert_eq!(
@@ -644,7 +712,7 @@ fn cumulative_histograms_keep_the_newest_state() {
         for points in requests {
             ingest(&core, vec![histogram("h", CUMULATIVE, points)]);
         }
-        let (rows, hours) = rollups(&core.take_batch_at(w, true, false).unwrap());
+        let (rows, hours) = rollups(&core.take_batch_at(w, true, true).unwrap());
         for r in [&rows[0], &hours[0]] {
             assert_eq!(r.epoch, Some(us(start)), "order {i}");
             assert_eq!((r.points, r.count, r.sum), (3, 3, Some(10.5)), "order {i}");
@@ -683,7 +751,7 @@ fn cumulative_histograms_of_two_layouts_or_epochs_are_separate_rows() {
             ],
         )],
     );
-    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, true).unwrap());
     let mut got: Vec<_> = rows
         .iter()
         .map(|r| (r.epoch, r.bounds.clone(), r.bucket_counts.clone()))
@@ -1046,7 +1114,7 @@ fn summaries_keep_the_newest_quantiles() {
         }
         let (rows, hours) = rollups(&core.take_batch_at(closes(w), false, false).unwrap());
         assert_eq!((rows.len(), hours.len()), (1, 0));
-        let (_, hours) = rollups(&core.take_batch_at(closes(w), true, false).unwrap());
+        let (_, hours) = rollups(&core.take_batch_at(closes(w), true, true).unwrap());
         for r in [&rows[0], &hours[0]] {
             assert_eq!(r.epoch, Some(us(start)), "order {i}");
             assert_eq!((r.points, r.count, r.sum), (3, 7, Some(20.0)), "order {i}");
@@ -1074,7 +1142,7 @@ fn summary_without_start_or_extremes() {
             vec![summary_at(0, w + S, 3.0, &[(0.5, 2.5), (0.9, 6.0)])],
         )],
     );
-    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, true).unwrap());
     let r = &rows[0];
     assert_eq!((r.epoch, r.min, r.max), (None, None, None));
     assert_eq!(r.quantiles, [Some(2.5), Some(6.0), None, None, None]);
@@ -1097,7 +1165,7 @@ fn exponential_histograms_merge_in_their_window() {
 
     let delta = core();
     ingest(&delta, vec![exp_metric(DELTA, vec![a.clone(), b.clone()])]);
-    let (rows, _) = rollups(&delta.take_batch_at(w, true, false).unwrap());
+    let (rows, _) = rollups(&delta.take_batch_at(w, true, true).unwrap());
     let r = &rows[0];
     // a at scale 1: positive 3,4 → 0,1 and negative -2 → -1; b adds positive 3 and 4.
     assert_eq!((r.exp_scale, r.exp_zero_count), (Some(1), Some(2)));
@@ -1130,7 +1198,7 @@ fn exponential_histograms_merge_in_their_window() {
         &core,
         vec![exp_metric(CUMULATIVE, vec![with_start(a), with_start(b)])],
     );
-    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, true).unwrap());
     let r = &rows[0];
     assert_eq!((r.epoch, r.points, r.count), (Some(us(start)), 2, 12));
     assert_eq!((r.exp_scale, r.exp_zero_count), (Some(3), Some(2)));
@@ -1148,7 +1216,7 @@ fn exp_quantiles_stay_inside_the_bucket_holding_the_values() {
     // Ten values in bucket 3 at scale 3, (2^(3/8), 2^(4/8)]; no min, max or zero count.
     let p = exp_point((w + S) as u64, 3, 0, vec![10], vec![]);
     ingest(&core, vec![exp_metric(DELTA, vec![p])]);
-    let (rows, _) = rollups(&core.take_batch_at(w, true, false).unwrap());
+    let (rows, _) = rollups(&core.take_batch_at(w, true, true).unwrap());
     let (lower, upper) = (2f64.powf(3.0 / 8.0), 2f64.sqrt());
     for (i, q) in PRECOMPUTED_QUANTILES.into_iter().enumerate() {
         let v = rows[0].quantiles[i].unwrap();

@@ -234,3 +234,47 @@ def test_restart_and_two_daemons_answer_like_one(
     assert expected["load sum"] == [math.fsum(loads)]
     assert expected["load quantile(0.5)"] == [loads[20]]
     assert expected["jobs increase"] == [3.0 * 40 - 3.0]
+
+
+def test_shutdown_writes_the_open_windows_then_the_open_hours_in_two_commits(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    # Points of the current minute: their window and hour are open when the daemon stops.
+    now = payloads.now_ns()
+    loads = [float(v) for v in range(1, 21)]
+    daemon = RunningDaemon(make_config(database_dsn, tmp_path))
+    try:
+        send(daemon, [payloads.gauge("open", gauge_points(loads, now - 20 * NS))])
+        daemon.flush()
+        assert daemon.query("SELECT count(*) AS n FROM rollups")[0]["n"] == 0
+        batches = daemon.daemon.telemetry.registry.get_sample_value(
+            "tidegate_copy_batches_total", {"outcome": "ok"}
+        )
+    finally:
+        daemon.stop()
+    after = daemon.daemon.telemetry.registry.get_sample_value(
+        "tidegate_copy_batches_total", {"outcome": "ok"}
+    )
+    assert batches is not None
+    assert after == batches + 2  # the windows, then the hours
+    rows = daemon.query(
+        "SELECT window_seconds, count, sum FROM rollups ORDER BY window_seconds, window_start"
+    )
+    total = (len(loads), math.fsum(loads))
+    assert [(r["window_seconds"], r["count"], r["sum"]) for r in rows] in (
+        [(60, *total), (3600, *total)],
+        # The points straddled a minute: two window rows, one hour row.
+        [(60, *part) for part in split_by_minute(loads, now - 20 * NS)] + [(3600, *total)],
+    )
+    checkpoint = daemon.query(
+        """SELECT closed_at_ns, hours_closed_at_ns, hours_flushed_at_ns
+           FROM tidegate_checkpoints WHERE sink = 'metrics'"""
+    )
+    assert [tuple(checkpoint[0].values())] == [(2**63 - 1,) * 3]
+
+
+def split_by_minute(loads: Sequence[float], start: int) -> list[tuple[int, float]]:
+    by_minute: dict[int, list[float]] = {}
+    for i, v in enumerate(loads):
+        by_minute.setdefault((start + i * NS) // MINUTE, []).append(v)
+    return [(len(vs), math.fsum(vs)) for _, vs in sorted(by_minute.items())]

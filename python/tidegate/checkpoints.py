@@ -41,6 +41,12 @@ class Checkpoint:
     # Names the batch or block this checkpoint commits with.
     commit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    @property
+    def shutdown_cut_short(self) -> bool:
+        """A shutdown stopped between its two batches: every window is written, and the
+        hours that were open are not (a restart rebuilds them from the spool)."""
+        return self.closed_at_ns == I64_MAX and self.hours_closed_at_ns != I64_MAX
+
 
 async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint:
     """The sink's checkpoint for this spool (an empty one when it never committed)."""
@@ -58,8 +64,13 @@ async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint
         committed=SeqSet(row["committed_floor"], row["committed_extras"]),
         open_from_seq=row["open_from_seq"],
         closed_at_ns=closed_at_ns,
-        # Written before hours and windows could close apart: the same time.
-        hours_closed_at_ns=_or(row["hours_closed_at_ns"], closed_at_ns),
+        # They differ only between a shutdown's two batches; NULL: written by a version that
+        # closed both at once.
+        hours_closed_at_ns=(
+            _or(row["hours_closed_at_ns"], closed_at_ns)
+            if closed_at_ns == I64_MAX
+            else closed_at_ns
+        ),
         hours_flushed_at_ns=_or(row["hours_flushed_at_ns"], I64_MIN),
         hour_flush=SeqSet(_or(row["hour_flush_floor"], 0), row["hour_flush_extras"] or ()),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 
@@ -100,7 +101,10 @@ class MetricsWriter:
         self._intake = intake
         self._spool_id = spool_id
         self._checkpoint = checkpoint
-        self._hours_flushed = time.monotonic()
+        # After a shutdown cut short between its two batches, the first batch writes the
+        # rebuilt hours: a later checkpoint's flush time would otherwise say that windows
+        # the shutdown wrote early are open, and a crash then would write them again.
+        self._hours_flushed = -math.inf if checkpoint.shutdown_cut_short else time.monotonic()
         self._pruned = time.monotonic()
         self._conn: asyncpg.Connection | None = None
         self._known_days: set[int] = set()

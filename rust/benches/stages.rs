@@ -245,7 +245,9 @@ fn copy(c: &mut Criterion, pool: &[Vec<u8>]) {
         ("take_batch_with_rollups", true),
     ] {
         fill();
-        let batch = core.take_batch_at(NOW, flush_all, false).expect("a batch");
+        let batch = core
+            .take_batch_at(NOW, flush_all, flush_all)
+            .expect("a batch");
         eprintln!(
             "copy/{name}: {} points in {} chunk and {} histogram chunk rows, {} window and {} \
              hour rollup rows, {:.1} MB of COPY data",
@@ -262,7 +264,7 @@ fn copy(c: &mut Criterion, pool: &[Vec<u8>]) {
         group.bench_function(name, |b| {
             b.iter_batched(
                 fill,
-                |()| core.take_batch_at(NOW, flush_all, false),
+                |()| core.take_batch_at(NOW, flush_all, flush_all),
                 BatchSize::PerIteration,
             )
         });

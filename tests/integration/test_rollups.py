@@ -239,42 +239,108 @@ def test_restart_and_two_daemons_answer_like_one(
 def test_shutdown_writes_the_open_windows_then_the_open_hours_in_two_commits(
     database_dsn: str, tmp_path: Path
 ) -> None:
-    # Points of the current minute: their window and hour are open when the daemon stops.
-    now = payloads.now_ns()
+    # Points of the last 20 s: their windows and hour are open when the daemon stops.
+    start = payloads.now_ns() - 20 * NS
     loads = [float(v) for v in range(1, 21)]
     daemon = RunningDaemon(make_config(database_dsn, tmp_path))
     try:
-        send(daemon, [payloads.gauge("open", gauge_points(loads, now - 20 * NS))])
+        send(daemon, [payloads.gauge("open", gauge_points(loads, start))])
         daemon.flush()
-        assert daemon.query("SELECT count(*) AS n FROM rollups")[0]["n"] == 0
-        batches = daemon.daemon.telemetry.registry.get_sample_value(
-            "tidegate_copy_batches_total", {"outcome": "ok"}
-        )
+        assert rollup_rows(daemon) == []
+        batches = copy_batches(daemon)
     finally:
         daemon.stop()
-    after = daemon.daemon.telemetry.registry.get_sample_value(
+    assert copy_batches(daemon) == batches + 2  # the windows, then the hours
+    assert rollup_rows(daemon) == expected_rows(loads, start)
+    assert metrics_checkpoint(daemon)[:3] == (I64_MAX, I64_MAX, I64_MAX)
+
+
+HOUR_UNWRITABLE = """
+CREATE FUNCTION hour_unwritable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.window_seconds = 3600 THEN
+        RAISE EXCEPTION 'hour rows unwritable for now' USING ERRCODE = '40001';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER hour_unwritable BEFORE INSERT ON rollups
+    FOR EACH ROW EXECUTE FUNCTION hour_unwritable();
+"""
+
+
+def test_a_shutdown_cut_short_between_its_batches_loses_and_repeats_nothing(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    start = payloads.now_ns() - 20 * NS
+    loads = [float(v) for v in range(1, 21)]
+    config = make_config(database_dsn, tmp_path)
+    config.shutdown_timeout_seconds = 1.0
+    first = RunningDaemon(config)
+    try:
+        send(first, [payloads.gauge("open", gauge_points(loads, start))])
+        first.flush()
+        # The hours batch fails (a retryable error) until the shutdown gives up on it.
+        first.execute(HOUR_UNWRITABLE)
+    finally:
+        first.stop()
+    first.execute("DROP TRIGGER hour_unwritable ON rollups")
+    windows = [row for row in expected_rows(loads, start) if row[0] == 60]
+    assert rollup_rows(first) == windows
+    closed_at, hours_closed_at, _, _ = metrics_checkpoint(first)
+    assert closed_at == I64_MAX
+    assert hours_closed_at < I64_MAX  # the hours that were open are not written
+
+    second = RunningDaemon(config)
+    try:
+        second.flush()
+        # Its first batch wrote the rebuilt hours, so no later checkpoint needs the first
+        # daemon's requests: a crash cannot replay them into windows written already.
+        closed_at, hours_closed_at, hours_flushed_at, open_from_seq = metrics_checkpoint(second)
+        assert closed_at == hours_closed_at == hours_flushed_at < I64_MAX
+        assert open_from_seq is None
+        assert rollup_rows(second) == expected_rows(loads, start)
+    finally:
+        second.stop()
+    assert rollup_rows(second) == expected_rows(loads, start)
+
+
+I64_MAX = 2**63 - 1
+
+
+def copy_batches(daemon: RunningDaemon) -> float | None:
+    registry = daemon.daemon.telemetry.registry
+    value: float | None = registry.get_sample_value(
         "tidegate_copy_batches_total", {"outcome": "ok"}
     )
-    assert batches is not None
-    assert after == batches + 2  # the windows, then the hours
+    return value
+
+
+def rollup_rows(daemon: RunningDaemon) -> list[tuple[int, int, float]]:
     rows = daemon.query(
         "SELECT window_seconds, count, sum FROM rollups ORDER BY window_seconds, window_start"
     )
-    total = (len(loads), math.fsum(loads))
-    assert [(r["window_seconds"], r["count"], r["sum"]) for r in rows] in (
-        [(60, *total), (3600, *total)],
-        # The points straddled a minute: two window rows, one hour row.
-        [(60, *part) for part in split_by_minute(loads, now - 20 * NS)] + [(3600, *total)],
-    )
-    checkpoint = daemon.query(
-        """SELECT closed_at_ns, hours_closed_at_ns, hours_flushed_at_ns
+    return [(r["window_seconds"], r["count"], r["sum"]) for r in rows]
+
+
+def expected_rows(loads: Sequence[float], start: int) -> list[tuple[int, int, float]]:
+    """One row per window and per hour the points (one a second from ``start``) fall in."""
+    rows = []
+    for width in (MINUTE, 3600 * NS):
+        parts: dict[int, list[float]] = {}
+        for i, v in enumerate(loads):
+            parts.setdefault((start + i * NS) // width, []).append(v)
+        rows += [(width // NS, len(vs), math.fsum(vs)) for _, vs in sorted(parts.items())]
+    return rows
+
+
+def metrics_checkpoint(daemon: RunningDaemon) -> tuple[int, int, int, int | None]:
+    row = daemon.query(
+        """SELECT closed_at_ns, hours_closed_at_ns, hours_flushed_at_ns, open_from_seq
            FROM tidegate_checkpoints WHERE sink = 'metrics'"""
+    )[0]
+    return (
+        row["closed_at_ns"],
+        row["hours_closed_at_ns"],
+        row["hours_flushed_at_ns"],
+        row["open_from_seq"],
     )
-    assert [tuple(checkpoint[0].values())] == [(2**63 - 1,) * 3]
-
-
-def split_by_minute(loads: Sequence[float], start: int) -> list[tuple[int, float]]:
-    by_minute: dict[int, list[float]] = {}
-    for i, v in enumerate(loads):
-        by_minute.setdefault((start + i * NS) // MINUTE, []).append(v)
-    return [(len(vs), math.fsum(vs)) for _, vs in sorted(by_minute.items())]

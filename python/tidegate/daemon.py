@@ -49,8 +49,6 @@ from tidegate.traces import open_trace_store
 log = logging.getLogger(__name__)
 
 NS_PER_SECOND = 1_000_000_000
-# At shutdown, how long new calls are refused with RetryInfo before the listener closes.
-SHUTDOWN_NOTICE_SECONDS = 0.5
 
 
 class Daemon:
@@ -375,9 +373,7 @@ class Daemon:
             # New calls get UNAVAILABLE with RetryInfo from the receiver (and back off), while
             # the calls in flight finish, before grpc stops taking calls at all.
             self._receiver.stop_intake()
-            await asyncio.sleep(
-                min(SHUTDOWN_NOTICE_SECONDS, self.config.grpc.shutdown_grace_seconds)
-            )
+            await asyncio.sleep(self._receiver.shutdown_notice_seconds)
         if self._grpc is not None:
             await self._grpc.stop(self.config.grpc.shutdown_grace_seconds)
             self._grpc = None

@@ -46,6 +46,8 @@ TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 # A spool that refused nothing for the longest delay is no longer full either.
 MAX_RETRY_AFTER_SECONDS = 30.0
 SPOOL_LOW_WATER = 0.5
+# At shutdown, how long new calls are refused with RetryInfo before the listener closes.
+SHUTDOWN_NOTICE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,11 @@ class Receiver:
             return await self.export(signal, request, context)
 
         return export
+
+    @property
+    def shutdown_notice_seconds(self) -> float:
+        """How long new calls are refused at shutdown before the listener closes."""
+        return min(SHUTDOWN_NOTICE_SECONDS, self._config.grpc.shutdown_grace_seconds)
 
     def stop_intake(self) -> None:
         """From now on every Export gets UNAVAILABLE with RetryInfo (shutdown)."""
@@ -249,8 +256,11 @@ class Receiver:
         reason = None if signal.intake.durable else signal.queue_full()
         spool_bytes = sum(s.intake.unstored_bytes for s in self._signals)
         if self._stopping:
-            reason = "shutting down"
-        elif reason is not None:
+            # Back once the listener has closed (a refused connection: UNAVAILABLE), not into
+            # its closing, where grpc cancels the calls it has not started (CANCELLED).
+            notice = self.shutdown_notice_seconds
+            raise BackpressureError("shutting down", max(ingest.retry_after_seconds, 2 * notice))
+        if reason is not None:
             pass
         elif spool_bytes + request_bytes > self._config.spool.max_bytes:
             now = time.monotonic()

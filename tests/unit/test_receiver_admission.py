@@ -160,5 +160,8 @@ def test_shutdown_refuses_every_request(
     signal, receiver = signal_and_receiver
     receiver.admit(MIB, signal)
     receiver.stop_intake()
-    with pytest.raises(BackpressureError, match="shutting down"):
+    with pytest.raises(BackpressureError, match="shutting down") as refused:
         receiver.admit(MIB, signal)
+    # Twice the notice the listener stays open for: clients come back once it is closed.
+    assert receiver.shutdown_notice_seconds == 0.5
+    assert refused.value.retry_after_seconds == 1.0

@@ -96,7 +96,9 @@ def test_admission(
     assert refused.value.retry_after_seconds == 1.0
 
 
-def test_a_full_spool_refuses_with_retry_info(tmp_path: Path) -> None:
+@pytest.fixture
+def spool_holding_60_kb(tmp_path: Path) -> Iterator[tuple[Config, Signal, Receiver]]:
+    """A receiver whose spool (limit 100 KB) holds 60 KB of requests not yet stored."""
     config = Config()
     config.spool.max_bytes = 100_000
     spool = Spool(tmp_path / "metrics")
@@ -106,28 +108,27 @@ def test_a_full_spool_refuses_with_retry_info(tmp_path: Path) -> None:
         await spool.append(SpoolRecord(1, 0, "", bytes(16), bytes(60_000)))
 
     asyncio.run(fill())
-    receiver.admit(30_000, signal)  # 60 KB held + 30 KB fits under 100 KB
-    with pytest.raises(BackpressureError, match=r"spool full \(600\d\d bytes") as refused:
-        receiver.admit(50_000, signal)
-    assert refused.value.retry_after_seconds == 1.0
+    yield config, signal, receiver
     asyncio.run(spool.close())
     asyncio.run(receiver.close())
 
 
+def test_a_full_spool_refuses_with_retry_info(
+    spool_holding_60_kb: tuple[Config, Signal, Receiver],
+) -> None:
+    _, signal, receiver = spool_holding_60_kb
+    receiver.admit(30_000, signal)  # 60 KB held + 30 KB fits under 100 KB
+    with pytest.raises(BackpressureError, match=r"spool full \(600\d\d bytes") as refused:
+        receiver.admit(50_000, signal)
+    assert refused.value.retry_after_seconds == 1.0
+
+
 def test_a_full_spool_asks_for_longer_delays_until_it_has_room(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spool_holding_60_kb: tuple[Config, Signal, Receiver], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Half the time the spool has been full, up to 30 s; a dip under the limit does not end
     it, falling under half does, and so does refusing nothing for 30 s."""
-    config = Config()
-    config.spool.max_bytes = 100_000
-    spool = Spool(tmp_path / "metrics")
-    signal, receiver = make(config, Intake("metrics", spool, 600))
-
-    async def fill() -> None:
-        await spool.append(SpoolRecord(1, 0, "", bytes(16), bytes(60_000)))
-
-    asyncio.run(fill())
+    config, signal, receiver = spool_holding_60_kb
     now = [1000.0]
 
     def delay_at(seconds: float) -> float:
@@ -150,8 +151,6 @@ def test_a_full_spool_asks_for_longer_delays_until_it_has_room(
         receiver.admit(30_000, signal)  # 60 KB of 200 KB: under half, the outage is over
         config.spool.max_bytes = 100_000
         assert delay_at(106) == 1.0
-    asyncio.run(spool.close())
-    asyncio.run(receiver.close())
 
 
 def test_shutdown_refuses_every_request(

@@ -392,7 +392,7 @@ impl MetricsCore {
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         request, now_ns, seq, *, tenant = "default", closed_at_ns, hours_closed_at_ns,
-        hours_flushed_at_ns, in_hour_flush,
+        hours_flushed_at_ns, in_hour_flush, windows_written_at_ns = None,
     ))]
     fn replay_rollups(
         &self,
@@ -405,6 +405,7 @@ impl MetricsCore {
         hours_closed_at_ns: i64,
         hours_flushed_at_ns: i64,
         in_hour_flush: bool,
+        windows_written_at_ns: Option<i64>,
     ) -> PyResult<()> {
         let bytes = request.as_bytes();
         let filter = ReplayFilter {
@@ -412,6 +413,7 @@ impl MetricsCore {
             hours_closed_at_ns,
             hours_flushed_at_ns,
             in_hour_flush,
+            windows_written_at_ns,
         };
         without_gil(py, || {
             self.inner

@@ -38,6 +38,11 @@ class Checkpoint:
     # ... and of the last commit that wrote every open hour, with the records it covered.
     hours_flushed_at_ns: int = I64_MIN
     hour_flush: SeqSet = field(default_factory=SeqSet)
+    # Metrics: the records every window of which the last shutdown wrote, open or not, and
+    # when (a restart can reopen those windows for older records the shutdown left in the
+    # spool; see the core's ReplayFilter).
+    windows_written: SeqSet = field(default_factory=SeqSet)
+    windows_written_at_ns: int = I64_MIN
     # Names the batch or block this checkpoint commits with.
     commit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -52,7 +57,8 @@ async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint
     """The sink's checkpoint for this spool (an empty one when it never committed)."""
     row = await conn.fetchrow(
         """SELECT committed_floor, committed_extras, open_from_seq, closed_at_ns,
-                  hours_closed_at_ns, hours_flushed_at_ns, hour_flush_floor, hour_flush_extras
+                  hours_closed_at_ns, hours_flushed_at_ns, hour_flush_floor, hour_flush_extras,
+                  windows_written_floor, windows_written_extras, windows_written_at_ns
            FROM tidegate_checkpoints WHERE spool_id = $1 AND sink = $2""",
         spool_id,
         sink,
@@ -73,6 +79,10 @@ async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint
         ),
         hours_flushed_at_ns=_or(row["hours_flushed_at_ns"], I64_MIN),
         hour_flush=SeqSet(_or(row["hour_flush_floor"], 0), row["hour_flush_extras"] or ()),
+        windows_written=SeqSet(
+            _or(row["windows_written_floor"], 0), row["windows_written_extras"] or ()
+        ),
+        windows_written_at_ns=_or(row["windows_written_at_ns"], I64_MIN),
     )
 
 
@@ -82,8 +92,9 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
         """INSERT INTO tidegate_checkpoints AS c
                (spool_id, sink, committed_floor, committed_extras, open_from_seq,
                 closed_at_ns, hours_closed_at_ns, hours_flushed_at_ns, hour_flush_floor,
-                hour_flush_extras, commit_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                hour_flush_extras, windows_written_floor, windows_written_extras,
+                windows_written_at_ns, commit_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
            ON CONFLICT (spool_id, sink) DO UPDATE SET
                committed_floor = excluded.committed_floor,
                committed_extras = excluded.committed_extras,
@@ -93,6 +104,9 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
                hours_flushed_at_ns = excluded.hours_flushed_at_ns,
                hour_flush_floor = excluded.hour_flush_floor,
                hour_flush_extras = excluded.hour_flush_extras,
+               windows_written_floor = excluded.windows_written_floor,
+               windows_written_extras = excluded.windows_written_extras,
+               windows_written_at_ns = excluded.windows_written_at_ns,
                commit_id = excluded.commit_id,
                updated_at = now()""",
         spool_id,
@@ -105,6 +119,9 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
         cp.hours_flushed_at_ns,
         cp.hour_flush.floor,
         list(cp.hour_flush.extras),
+        cp.windows_written.floor,
+        list(cp.windows_written.extras),
+        cp.windows_written_at_ns,
         cp.commit_id,
     )
 

@@ -271,6 +271,9 @@ class MetricsWriter:
             hours_closed_at_ns=hours_closed_at,
             hours_flushed_at_ns=closed_at if flush_hours else previous.hours_flushed_at_ns,
             hour_flush=committed.copy() if flush_hours else previous.hour_flush,
+            # A shutdown's batches write every window of every committed record.
+            windows_written=committed.copy() if flush_all else previous.windows_written,
+            windows_written_at_ns=now_ns if flush_all else previous.windows_written_at_ns,
         )
 
     async def _write_with_retry(self, batch: MetricsBatch, checkpoint: Checkpoint) -> None:

@@ -325,6 +325,7 @@ fn a_crash_between_the_shutdown_batches_rebuilds_the_hour_and_no_window() {
         hours_closed_at_ns: window(0),
         hours_flushed_at_ns: i64::MIN,
         in_hour_flush: false,
+        windows_written_at_ns: Some(window(0)),
     };
     restarted
         .replay_rollups("default", &bytes, NOW, 7, &filter)
@@ -346,6 +347,109 @@ fn a_crash_between_the_shutdown_batches_rebuilds_the_hour_and_no_window() {
         .replay_rollups("default", &bytes, NOW, 7, &filter)
         .unwrap();
     assert_eq!(after_shutdown.open_windows(), 0);
+}
+
+/// A restart after a clean shutdown, then a crash: a request the shutdown left in the spool
+/// (deferred, with a lower sequence number) reopens a window whose rows the shutdown wrote
+/// early for a later request. The crash's checkpoint needs both records, and its flush time
+/// says that window is open; only the later request's `windows_written_at_ns` keeps its
+/// points from being written a second time.
+#[test]
+fn a_window_written_at_shutdown_is_not_replayed_when_an_older_request_reopens_it() {
+    let later = [(window(0) + 5 * S, 3.0), (window(0) + 10 * S, 4.0)];
+    let older = [(window(0) + 20 * S, 10.0)];
+    let later_bytes = request(vec![gauge_of(&later)]);
+    let older_bytes = request(vec![gauge_of(&older)]);
+    let shutdown_at = window(0) + 30 * S;
+    let first = core();
+    first.ingest_seq(&later_bytes, NOW, Some(8)).unwrap();
+    let windows_batch = first.take_batch_at(shutdown_at, true, false).unwrap();
+    check_number_row(&rollups(&windows_batch).0[0], window(0), 60, &later);
+    let hours_batch = first.take_batch_at(shutdown_at, true, true).unwrap();
+    check_number_row(&rollups(&hours_batch).1[0], HOUR0, 3600, &later);
+
+    // After the restart the older request (7) reopens window 0, and a commit (an hour
+    // flush or not) takes its raw points while the window is open. Then the crash.
+    let restarted_at = shutdown_at + 10 * S;
+    for hour_flush_after_restart in [false, true] {
+        let second = core();
+        second.ingest_seq(&older_bytes, NOW, Some(7)).unwrap();
+        let batch = second
+            .take_batch_at(restarted_at, false, hour_flush_after_restart)
+            .unwrap();
+        assert_eq!((batch.points, batch.open_from_seq), (1, 7));
+        assert_eq!(rollups(&batch), (vec![], vec![]));
+        let (hours_flushed_at_ns, later_in_hour_flush) = if hour_flush_after_restart {
+            (restarted_at, true)
+        } else {
+            (i64::MAX, true) // the shutdown's hour batch
+        };
+        let checkpoint = ReplayFilter {
+            closed_at_ns: restarted_at,
+            hours_closed_at_ns: restarted_at,
+            hours_flushed_at_ns,
+            in_hour_flush: false,
+            windows_written_at_ns: None,
+        };
+
+        let third = core();
+        let older_filter = ReplayFilter {
+            in_hour_flush: hour_flush_after_restart,
+            ..checkpoint
+        };
+        third
+            .replay_rollups("default", &older_bytes, NOW, 7, &older_filter)
+            .unwrap();
+        let later_filter = ReplayFilter {
+            in_hour_flush: later_in_hour_flush,
+            windows_written_at_ns: Some(shutdown_at),
+            ..checkpoint
+        };
+        third
+            .replay_rollups("default", &later_bytes, NOW, 8, &later_filter)
+            .unwrap();
+        let batch = third.take_batch_at(closes(window(0)), true, true).unwrap();
+        let (rows, hours) = rollups(&batch);
+        assert_eq!((rows.len(), hours.len()), (1, 1));
+        check_number_row(&rows[0], window(0), 60, &older);
+        check_number_row(&hours[0], HOUR0, 3600, &older);
+    }
+}
+
+/// The time in `windows_written_at_ns` matters: an hour flush before the shutdown holds only
+/// the windows closed by then, and a shutdown cut short before its hour batch leaves the
+/// rest of the request's hour to be rebuilt.
+#[test]
+fn an_hour_flush_before_a_cut_short_shutdown_leaves_the_later_windows_to_rebuild() {
+    let points = [(window(0) + 5 * S, 3.0), (window(2) + 5 * S, 4.0)];
+    let bytes = request(vec![gauge_of(&points)]);
+    let core = core();
+    core.ingest_seq(&bytes, NOW, Some(7)).unwrap();
+    let hour_flush_at = closes(window(0));
+    let batch = core.take_batch_at(hour_flush_at, false, true).unwrap();
+    let (rows, hours) = rollups(&batch);
+    assert_eq!((rows.len(), hours.len()), (1, 1));
+    check_number_row(&hours[0], HOUR0, 3600, &points[..1]);
+    let shutdown_at = hour_flush_at + S;
+    let batch = core.take_batch_at(shutdown_at, true, false).unwrap();
+    check_number_row(&rollups(&batch).0[0], window(2), 60, &points[1..]);
+
+    // The shutdown's hour batch never commits.
+    let restarted = self::core();
+    let filter = ReplayFilter {
+        closed_at_ns: i64::MAX,
+        hours_closed_at_ns: shutdown_at,
+        hours_flushed_at_ns: hour_flush_at,
+        in_hour_flush: true,
+        windows_written_at_ns: Some(shutdown_at),
+    };
+    restarted
+        .replay_rollups("default", &bytes, NOW, 7, &filter)
+        .unwrap();
+    let batch = restarted.take_batch_at(shutdown_at, true, true).unwrap();
+    let (rows, hours) = rollups(&batch);
+    assert_eq!((rows.len(), hours.len()), (0, 1));
+    check_number_row(&hours[0], HOUR0, 3600, &points[1..]);
 }
 
 #[test]

@@ -16,6 +16,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
 from tests import payloads
 from tests.conftest import RunningDaemon, make_config
+from tidegate import checkpoints
 from tidegate.query import QueryResult, aggregate, parse_aggregation, parse_selector
 from tidegate.query.timespec import TimeRange
 
@@ -253,6 +254,10 @@ def test_shutdown_writes_the_open_windows_then_the_open_hours_in_two_commits(
     assert copy_batches(daemon) == batches + 2  # the windows, then the hours
     assert rollup_rows(daemon) == expected_rows(loads, start)
     assert metrics_checkpoint(daemon)[:3] == (I64_MAX, I64_MAX, I64_MAX)
+    # The checkpoint names the request whose windows it wrote before they closed.
+    checkpoint = load_metrics_checkpoint(daemon)
+    assert 1 in checkpoint.windows_written
+    assert start < checkpoint.windows_written_at_ns < payloads.now_ns()
 
 
 HOUR_UNWRITABLE = """
@@ -344,3 +349,17 @@ def metrics_checkpoint(daemon: RunningDaemon) -> tuple[int, int, int, int | None
         row["hours_flushed_at_ns"],
         row["open_from_seq"],
     )
+
+
+def load_metrics_checkpoint(daemon: RunningDaemon) -> checkpoints.Checkpoint:
+    async def load() -> checkpoints.Checkpoint:
+        conn = await asyncpg.connect(daemon.daemon.dsn)
+        try:
+            spool_id = await conn.fetchval(
+                "SELECT spool_id FROM tidegate_checkpoints WHERE sink = 'metrics'"
+            )
+            return await checkpoints.load(conn, spool_id, "metrics")
+        finally:
+            await conn.close()
+
+    return asyncio.run(load())

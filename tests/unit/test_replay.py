@@ -1,13 +1,20 @@
-"""Replayed spool records go back to the tenant they were accepted for."""
+"""Replayed spool records go back to the tenant they were accepted for, and into the rollups
+their checkpoint says are not written."""
 
 from __future__ import annotations
+
+import asyncio
+from pathlib import Path
 
 import pytest
 
 from tests import payloads
 from tidegate._core import CoreLimits, MetricsCore, RollupSettings
-from tidegate.replay import ingest_record, record_tenant
-from tidegate.spool import SpoolRecord
+from tidegate.checkpoints import I64_MAX, Checkpoint
+from tidegate.intake import Intake
+from tidegate.replay import ingest_record, record_tenant, replay_metrics_rollups
+from tidegate.spool import SeqSet, Spool, SpoolRecord
+from tidegate.telemetry import Telemetry
 
 HASH = bytes(16)
 
@@ -50,3 +57,39 @@ def test_a_deferred_record_meets_the_limit_its_check_answered_with() -> None:
     assert (caught_up.seq, caught_up.accepted_points) == (answered.seq, 0)
     assert caught_up.rejected_by_reason == {"series_limit": 1}
     assert core.active_series_by_tenant().get("acme", 0) == 0
+
+
+def test_rollup_replay_skips_the_windows_a_shutdown_wrote(tmp_path: Path) -> None:
+    """A restart reopened the window of request 2, which the shutdown before it wrote early,
+    for request 1, which that shutdown left in the spool; a commit then took request 1's
+    points with the window open, and the daemon crashed. Request 1 goes back into its window;
+    request 2 goes nowhere (its window and hour rows are stored)."""
+    now = payloads.now_ns()
+
+    async def spool_both() -> None:
+        spool = Spool(tmp_path)
+        for seq, name in ((1, "older"), (2, "later")):
+            metrics = [payloads.gauge(name, [payloads.number_point(1.0)])]
+            body = payloads.request(metrics).SerializeToString()
+            await spool.append(SpoolRecord(seq, now, "", HASH, body))
+        await spool.close()
+
+    asyncio.run(spool_both())
+    crashed = Checkpoint(
+        committed=SeqSet(2),
+        open_from_seq=1,
+        closed_at_ns=now + 1,
+        hours_closed_at_ns=now + 1,
+        hours_flushed_at_ns=I64_MAX,  # the shutdown's hour batch
+        hour_flush=SeqSet(0, [2]),
+        windows_written=SeqSet(0, [2]),
+        windows_written_at_ns=now,
+    )
+    spool = Spool(tmp_path)
+    try:
+        core = MetricsCore(CoreLimits(), RollupSettings())
+        intake = Intake("metrics", spool, 60)
+        assert replay_metrics_rollups(core, intake, crashed, Telemetry()) == 2
+        assert core.open_windows == 1, "request 1's window alone"
+    finally:
+        asyncio.run(spool.close())

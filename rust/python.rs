@@ -392,7 +392,8 @@ impl MetricsCore {
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         request, now_ns, seq, *, tenant = "default", closed_at_ns, hours_closed_at_ns,
-        hours_flushed_at_ns, in_hour_flush, windows_written_at_ns = None,
+        hours_flushed_at_ns, in_hour_flush, windows_written = false,
+        windows_written_by_hour_flush = false,
     ))]
     fn replay_rollups(
         &self,
@@ -405,7 +406,8 @@ impl MetricsCore {
         hours_closed_at_ns: i64,
         hours_flushed_at_ns: i64,
         in_hour_flush: bool,
-        windows_written_at_ns: Option<i64>,
+        windows_written: bool,
+        windows_written_by_hour_flush: bool,
     ) -> PyResult<()> {
         let bytes = request.as_bytes();
         let filter = ReplayFilter {
@@ -413,7 +415,8 @@ impl MetricsCore {
             hours_closed_at_ns,
             hours_flushed_at_ns,
             in_hour_flush,
-            windows_written_at_ns,
+            windows_written,
+            windows_written_by_hour_flush,
         };
         without_gil(py, || {
             self.inner

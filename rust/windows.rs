@@ -197,11 +197,14 @@ pub struct ReplayFilter {
     pub hours_flushed_at_ns: i64,
     /// Whether the request's points were committed by that hour flush.
     pub in_hour_flush: bool,
-    /// When a shutdown wrote every window of the request, open or not (`None`: none did).
+    /// Whether a shutdown wrote every window of the request, open or not, by that commit.
     /// After a restart an older request taken from the spool can reopen such a window and
     /// hold later checkpoints' `open_from_seq` below this one, whose flush times then say
     /// nothing of what the shutdown wrote.
-    pub windows_written_at_ns: Option<i64>,
+    pub windows_written: bool,
+    /// The same by the last hour flush: its rows then hold the request's whole share of
+    /// every hour they wrote (a window goes into its hour when it is written).
+    pub windows_written_by_hour_flush: bool,
 }
 
 /// Which open aggregate a point goes to.
@@ -217,21 +220,17 @@ impl ReplayFilter {
     /// Where a point of window `start_ns` goes, or `None` when the committed batches wrote
     /// it (window row and hour row alike).
     pub fn target(&self, start_ns: i64, settings: &RollupSettings) -> Option<Target> {
-        // Written by `at`: closed by then, or written early by a shutdown before then (a
-        // window goes into its hour when it is written, so an hour flush after that
-        // shutdown wrote the request's share of the hour).
-        let window_written_by = |at: i64| {
-            start_ns <= window_horizon(at, settings)
-                || self.windows_written_at_ns.is_some_and(|t| t <= at)
-        };
-        if !window_written_by(self.closed_at_ns) {
+        let window_closed_by = |at: i64| start_ns <= window_horizon(at, settings);
+        if !self.windows_written && !window_closed_by(self.closed_at_ns) {
             return Some(Target::Window);
         }
         let hour_start = start_ns - start_ns.rem_euclid(HOUR_NS);
         if hour_start <= hour_horizon(self.hours_closed_at_ns, settings) {
             return None;
         }
-        if self.in_hour_flush && window_written_by(self.hours_flushed_at_ns) {
+        if self.in_hour_flush
+            && (self.windows_written_by_hour_flush || window_closed_by(self.hours_flushed_at_ns))
+        {
             return None;
         }
         Some(Target::HourPart)

@@ -200,14 +200,16 @@ class MetricsCore:
         hours_closed_at_ns: int,
         hours_flushed_at_ns: int,
         in_hour_flush: bool,
-        windows_written_at_ns: int | None = None,
+        windows_written: bool = False,
+        windows_written_by_hour_flush: bool = False,
     ) -> None:
         """Replay a spool record of ``tenant`` whose raw points a committed batch holds: its
         points go back only into the windows and hours that were open at that commit (the
         batch took the windows closed by ``closed_at_ns`` and the hours closed by
         ``hours_closed_at_ns``; the last one that flushed every hour was taken at
-        ``hours_flushed_at_ns``, and covered this record when ``in_hour_flush``; a shutdown
-        wrote every window of this record at ``windows_written_at_ns``, when given)."""
+        ``hours_flushed_at_ns``, and covered this record when ``in_hour_flush``; a shutdown had
+        written every window of this record by that commit when ``windows_written``, and by
+        that hour flush when ``windows_written_by_hour_flush``)."""
     def set_series_limits(self, limits: dict[str, int], default: int | None) -> None:
         """Replace the active-series limits in place: a tenant's limit is its entry in
         ``limits``, else ``default``, else none. Series already active stay active."""

@@ -38,11 +38,11 @@ class Checkpoint:
     # ... and of the last commit that wrote every open hour, with the records it covered.
     hours_flushed_at_ns: int = I64_MIN
     hour_flush: SeqSet = field(default_factory=SeqSet)
-    # Metrics: the records every window of which the last shutdown wrote, open or not, and
-    # when (a restart can reopen those windows for older records the shutdown left in the
-    # spool; see the core's ReplayFilter).
+    # Metrics: the records every window of which a shutdown wrote, open or not (a restart
+    # can reopen those windows for older records the shutdown left in the spool; see the
+    # core's ReplayFilter), and those it had written by the last hour flush.
     windows_written: SeqSet = field(default_factory=SeqSet)
-    windows_written_at_ns: int = I64_MIN
+    hour_flush_windows_written: SeqSet = field(default_factory=SeqSet)
     # Names the batch or block this checkpoint commits with.
     commit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -58,7 +58,8 @@ async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint
     row = await conn.fetchrow(
         """SELECT committed_floor, committed_extras, open_from_seq, closed_at_ns,
                   hours_closed_at_ns, hours_flushed_at_ns, hour_flush_floor, hour_flush_extras,
-                  windows_written_floor, windows_written_extras, windows_written_at_ns
+                  windows_written_floor, windows_written_extras,
+                  hour_flush_windows_written_floor, hour_flush_windows_written_extras
            FROM tidegate_checkpoints WHERE spool_id = $1 AND sink = $2""",
         spool_id,
         sink,
@@ -66,8 +67,20 @@ async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint
     if row is None:
         return Checkpoint()
     closed_at_ns = _or(row["closed_at_ns"], I64_MIN)
+    committed = SeqSet(row["committed_floor"], row["committed_extras"])
+    hour_flush = SeqSet(_or(row["hour_flush_floor"], 0), row["hour_flush_extras"] or ())
+    hours_flushed_at_ns = _or(row["hours_flushed_at_ns"], I64_MIN)
+    if row["windows_written_floor"] is None:
+        # Written before the sets were kept: what a shutdown's checkpoint implies.
+        windows_written = committed.copy() if closed_at_ns == I64_MAX else SeqSet()
+        by_hour_flush = hour_flush.copy() if hours_flushed_at_ns == I64_MAX else SeqSet()
+    else:
+        windows_written = SeqSet(row["windows_written_floor"], row["windows_written_extras"])
+        by_hour_flush = SeqSet(
+            row["hour_flush_windows_written_floor"], row["hour_flush_windows_written_extras"]
+        )
     return Checkpoint(
-        committed=SeqSet(row["committed_floor"], row["committed_extras"]),
+        committed=committed,
         open_from_seq=row["open_from_seq"],
         closed_at_ns=closed_at_ns,
         # They differ only between a shutdown's two batches; NULL: written by a version that
@@ -77,12 +90,10 @@ async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint
             if closed_at_ns == I64_MAX
             else closed_at_ns
         ),
-        hours_flushed_at_ns=_or(row["hours_flushed_at_ns"], I64_MIN),
-        hour_flush=SeqSet(_or(row["hour_flush_floor"], 0), row["hour_flush_extras"] or ()),
-        windows_written=SeqSet(
-            _or(row["windows_written_floor"], 0), row["windows_written_extras"] or ()
-        ),
-        windows_written_at_ns=_or(row["windows_written_at_ns"], I64_MIN),
+        hours_flushed_at_ns=hours_flushed_at_ns,
+        hour_flush=hour_flush,
+        windows_written=windows_written,
+        hour_flush_windows_written=by_hour_flush,
     )
 
 
@@ -93,8 +104,8 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
                (spool_id, sink, committed_floor, committed_extras, open_from_seq,
                 closed_at_ns, hours_closed_at_ns, hours_flushed_at_ns, hour_flush_floor,
                 hour_flush_extras, windows_written_floor, windows_written_extras,
-                windows_written_at_ns, commit_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                hour_flush_windows_written_floor, hour_flush_windows_written_extras, commit_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
            ON CONFLICT (spool_id, sink) DO UPDATE SET
                committed_floor = excluded.committed_floor,
                committed_extras = excluded.committed_extras,
@@ -106,7 +117,8 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
                hour_flush_extras = excluded.hour_flush_extras,
                windows_written_floor = excluded.windows_written_floor,
                windows_written_extras = excluded.windows_written_extras,
-               windows_written_at_ns = excluded.windows_written_at_ns,
+               hour_flush_windows_written_floor = excluded.hour_flush_windows_written_floor,
+               hour_flush_windows_written_extras = excluded.hour_flush_windows_written_extras,
                commit_id = excluded.commit_id,
                updated_at = now()""",
         spool_id,
@@ -121,7 +133,8 @@ async def save(conn: asyncpg.Connection, spool_id: str, sink: str, cp: Checkpoin
         list(cp.hour_flush.extras),
         cp.windows_written.floor,
         list(cp.windows_written.extras),
-        cp.windows_written_at_ns,
+        cp.hour_flush_windows_written.floor,
+        list(cp.hour_flush_windows_written.extras),
         cp.commit_id,
     )
 

@@ -102,8 +102,7 @@ class MetricsWriter:
         self._spool_id = spool_id
         self._checkpoint = checkpoint
         # After a shutdown cut short between its two batches, the first batch writes the
-        # rebuilt hours: a later checkpoint's flush time would otherwise say that windows
-        # the shutdown wrote early are open, and a crash then would write them again.
+        # rebuilt hours, so that the spool need not keep the records they hold any longer.
         self._hours_flushed = -math.inf if checkpoint.shutdown_cut_short else time.monotonic()
         self._pruned = time.monotonic()
         self._conn: asyncpg.Connection | None = None
@@ -264,6 +263,8 @@ class MetricsWriter:
         # Shutdown's batch of windows writes only the hours closed by now.
         hours_closed_at = now_ns if flush_all and not flush_hours else closed_at
         committed = self._intake.committed_through(batch.seqs)
+        # A shutdown's batches write every window of every committed record.
+        windows_written = committed.copy() if flush_all else previous.windows_written
         return Checkpoint(
             committed=committed,
             open_from_seq=None if batch.open_from_seq == NONE_OPEN else batch.open_from_seq,
@@ -271,9 +272,10 @@ class MetricsWriter:
             hours_closed_at_ns=hours_closed_at,
             hours_flushed_at_ns=closed_at if flush_hours else previous.hours_flushed_at_ns,
             hour_flush=committed.copy() if flush_hours else previous.hour_flush,
-            # A shutdown's batches write every window of every committed record.
-            windows_written=committed.copy() if flush_all else previous.windows_written,
-            windows_written_at_ns=now_ns if flush_all else previous.windows_written_at_ns,
+            windows_written=windows_written,
+            hour_flush_windows_written=(
+                windows_written.copy() if flush_hours else previous.hour_flush_windows_written
+            ),
         )
 
     async def _write_with_retry(self, batch: MetricsBatch, checkpoint: Checkpoint) -> None:

@@ -69,11 +69,8 @@ def replay_metrics_rollups(
                 hours_closed_at_ns=checkpoint.hours_closed_at_ns,
                 hours_flushed_at_ns=checkpoint.hours_flushed_at_ns,
                 in_hour_flush=record.seq in checkpoint.hour_flush,
-                windows_written_at_ns=(
-                    checkpoint.windows_written_at_ns
-                    if record.seq in checkpoint.windows_written
-                    else None
-                ),
+                windows_written=record.seq in checkpoint.windows_written,
+                windows_written_by_hour_flush=record.seq in checkpoint.hour_flush_windows_written,
             )
         except DecodeError as exc:  # accepted once, so only a changed decoder gets here
             log.error("spool record %d no longer decodes (%s); skipped", record.seq, exc)

@@ -174,7 +174,8 @@ fn restart(records: &[Record], checkpoint: &Checkpoint, crashed_at: usize) -> Me
                 hours_closed_at_ns: checkpoint.closed_at_ns,
                 hours_flushed_at_ns: checkpoint.hours_flushed_at_ns,
                 in_hour_flush: record.seq <= checkpoint.hour_flush_through,
-                windows_written_at_ns: None,
+                windows_written: false,
+                windows_written_by_hour_flush: false,
             };
             core.replay_rollups("default", &record.bytes, record.now_ns, record.seq, &filter)
                 .unwrap();

@@ -325,7 +325,8 @@ fn a_crash_between_the_shutdown_batches_rebuilds_the_hour_and_no_window() {
         hours_closed_at_ns: window(0),
         hours_flushed_at_ns: i64::MIN,
         in_hour_flush: false,
-        windows_written_at_ns: Some(window(0)),
+        windows_written: true,
+        windows_written_by_hour_flush: false,
     };
     restarted
         .replay_rollups("default", &bytes, NOW, 7, &filter)
@@ -352,8 +353,8 @@ fn a_crash_between_the_shutdown_batches_rebuilds_the_hour_and_no_window() {
 /// A restart after a clean shutdown, then a crash: a request the shutdown left in the spool
 /// (deferred, with a lower sequence number) reopens a window whose rows the shutdown wrote
 /// early for a later request. The crash's checkpoint needs both records, and its flush time
-/// says that window is open; only the later request's `windows_written_at_ns` keeps its
-/// points from being written a second time.
+/// says that window is open; only the later request's `windows_written` keeps its points
+/// from being written a second time.
 #[test]
 fn a_window_written_at_shutdown_is_not_replayed_when_an_older_request_reopens_it() {
     let later = [(window(0) + 5 * S, 3.0), (window(0) + 10 * S, 4.0)];
@@ -389,7 +390,8 @@ fn a_window_written_at_shutdown_is_not_replayed_when_an_older_request_reopens_it
             hours_closed_at_ns: restarted_at,
             hours_flushed_at_ns,
             in_hour_flush: false,
-            windows_written_at_ns: None,
+            windows_written: false,
+            windows_written_by_hour_flush: false,
         };
 
         let third = core();
@@ -402,7 +404,8 @@ fn a_window_written_at_shutdown_is_not_replayed_when_an_older_request_reopens_it
             .unwrap();
         let later_filter = ReplayFilter {
             in_hour_flush: later_in_hour_flush,
-            windows_written_at_ns: Some(shutdown_at),
+            windows_written: true,
+            windows_written_by_hour_flush: true,
             ..checkpoint
         };
         third
@@ -416,9 +419,8 @@ fn a_window_written_at_shutdown_is_not_replayed_when_an_older_request_reopens_it
     }
 }
 
-/// The time in `windows_written_at_ns` matters: an hour flush before the shutdown holds only
-/// the windows closed by then, and a shutdown cut short before its hour batch leaves the
-/// rest of the request's hour to be rebuilt.
+/// An hour flush before the shutdown holds only the windows closed by then: when the
+/// shutdown is cut short before its hour batch, the rest of the request's hour is rebuilt.
 #[test]
 fn an_hour_flush_before_a_cut_short_shutdown_leaves_the_later_windows_to_rebuild() {
     let points = [(window(0) + 5 * S, 3.0), (window(2) + 5 * S, 4.0)];
@@ -441,7 +443,8 @@ fn an_hour_flush_before_a_cut_short_shutdown_leaves_the_later_windows_to_rebuild
         hours_closed_at_ns: shutdown_at,
         hours_flushed_at_ns: hour_flush_at,
         in_hour_flush: true,
-        windows_written_at_ns: Some(shutdown_at),
+        windows_written: true,
+        windows_written_by_hour_flush: false,
     };
     restarted
         .replay_rollups("default", &bytes, NOW, 7, &filter)
@@ -450,6 +453,74 @@ fn an_hour_flush_before_a_cut_short_shutdown_leaves_the_later_windows_to_rebuild
     let (rows, hours) = rollups(&batch);
     assert_eq!((rows.len(), hours.len()), (0, 1));
     check_number_row(&hours[0], HOUR0, 3600, &points[1..]);
+}
+
+/// Two shutdowns cut short before their hour batches, with the restarted daemon's hour
+/// flush between them. The second shutdown names the later request among the records whose
+/// windows it wrote, but only the set as of the hour flush says that flush holds its whole
+/// share of the hour; the older request's share waited in a window then, and is rebuilt.
+#[test]
+fn a_second_shutdown_cut_short_rebuilds_each_request_s_share_of_the_hour_once() {
+    let later = [(window(0) + 5 * S, 3.0)];
+    let older = [(window(0) + 20 * S, 10.0)];
+    let later_bytes = request(vec![gauge_of(&later)]);
+    let older_bytes = request(vec![gauge_of(&older)]);
+    let first_shutdown = window(0) + 30 * S;
+    let hour_flush = first_shutdown + 10 * S;
+    let second_shutdown = hour_flush + 10 * S;
+
+    let first = core();
+    first.ingest_seq(&later_bytes, NOW, Some(8)).unwrap();
+    let batch = first.take_batch_at(first_shutdown, true, false).unwrap();
+    check_number_row(&rollups(&batch).0[0], window(0), 60, &later);
+
+    // Restart: the later request's hour is rebuilt, the older one (deferred) ingested; the
+    // first batch is an hour flush, which takes the later one's share of the hour.
+    let second = core();
+    let after_first = ReplayFilter {
+        closed_at_ns: i64::MAX,
+        hours_closed_at_ns: first_shutdown,
+        hours_flushed_at_ns: i64::MIN,
+        in_hour_flush: false,
+        windows_written: true,
+        windows_written_by_hour_flush: false,
+    };
+    second
+        .replay_rollups("default", &later_bytes, NOW, 8, &after_first)
+        .unwrap();
+    second.ingest_seq(&older_bytes, NOW, Some(7)).unwrap();
+    let batch = second.take_batch_at(hour_flush, false, true).unwrap();
+    let (rows, hours) = rollups(&batch);
+    assert_eq!((batch.points, rows.len(), hours.len()), (1, 0, 1));
+    check_number_row(&hours[0], HOUR0, 3600, &later);
+    let batch = second.take_batch_at(second_shutdown, true, false).unwrap();
+    let (rows, hours) = rollups(&batch);
+    assert_eq!((rows.len(), hours.len()), (1, 0));
+    check_number_row(&rows[0], window(0), 60, &older);
+
+    // The second shutdown's checkpoint: both records' windows written, only the later
+    // one's by the hour flush, which covered both.
+    let third = core();
+    let after_second = ReplayFilter {
+        hours_closed_at_ns: second_shutdown,
+        hours_flushed_at_ns: hour_flush,
+        in_hour_flush: true,
+        ..after_first
+    };
+    third
+        .replay_rollups("default", &older_bytes, NOW, 7, &after_second)
+        .unwrap();
+    let later_filter = ReplayFilter {
+        windows_written_by_hour_flush: true,
+        ..after_second
+    };
+    third
+        .replay_rollups("default", &later_bytes, NOW, 8, &later_filter)
+        .unwrap();
+    let batch = third.take_batch_at(second_shutdown, true, true).unwrap();
+    let (rows, hours) = rollups(&batch);
+    assert_eq!((rows.len(), hours.len()), (0, 1));
+    check_number_row(&hours[0], HOUR0, 3600, &older);
 }
 
 #[test]

@@ -254,10 +254,20 @@ def test_shutdown_writes_the_open_windows_then_the_open_hours_in_two_commits(
     assert copy_batches(daemon) == batches + 2  # the windows, then the hours
     assert rollup_rows(daemon) == expected_rows(loads, start)
     assert metrics_checkpoint(daemon)[:3] == (I64_MAX, I64_MAX, I64_MAX)
-    # The checkpoint names the request whose windows it wrote before they closed.
+    # The checkpoint names the records whose windows it wrote, and before the hour flush
+    # (its second batch): every committed one, the request among them.
     checkpoint = load_metrics_checkpoint(daemon)
-    assert 1 in checkpoint.windows_written
-    assert start < checkpoint.windows_written_at_ns < payloads.now_ns()
+    assert 1 in checkpoint.committed
+    assert checkpoint.windows_written == checkpoint.committed
+    assert checkpoint.hour_flush_windows_written == checkpoint.committed
+    # A checkpoint written before those sets were kept implies them.
+    daemon.execute(
+        """UPDATE tidegate_checkpoints SET windows_written_floor = NULL,
+               windows_written_extras = NULL, hour_flush_windows_written_floor = NULL,
+               hour_flush_windows_written_extras = NULL"""
+    )
+    derived = load_metrics_checkpoint(daemon)
+    assert derived.windows_written == derived.hour_flush_windows_written == checkpoint.committed
 
 
 HOUR_UNWRITABLE = """

@@ -17,6 +17,7 @@ from tidegate.spool import SeqSet, Spool, SpoolRecord
 from tidegate.telemetry import Telemetry
 
 HASH = bytes(16)
+NS = 1_000_000_000
 
 
 def record(seq: int, tenant: str) -> SpoolRecord:
@@ -60,17 +61,19 @@ def test_a_deferred_record_meets_the_limit_its_check_answered_with() -> None:
 
 
 def test_rollup_replay_skips_the_windows_a_shutdown_wrote(tmp_path: Path) -> None:
-    """A restart reopened the window of request 2, which the shutdown before it wrote early,
-    for request 1, which that shutdown left in the spool; a commit then took request 1's
-    points with the window open, and the daemon crashed. Request 1 goes back into its window;
-    request 2 goes nowhere (its window and hour rows are stored)."""
+    """A restart reopened a window for request 1, which the shutdown before it left in the
+    spool; that shutdown wrote every window of request 2, in the window after. A commit took
+    request 1's points with both windows open, and the daemon crashed. Request 1 goes back
+    into its window; request 2 goes nowhere (its window and hour rows are stored)."""
     now = payloads.now_ns()
+    minute = 60 * NS
+    first_window = (now - 3 * minute) // minute * minute
 
     async def spool_both() -> None:
         spool = Spool(tmp_path)
-        for seq, name in ((1, "older"), (2, "later")):
-            metrics = [payloads.gauge(name, [payloads.number_point(1.0)])]
-            body = payloads.request(metrics).SerializeToString()
+        for seq, start in ((1, first_window), (2, first_window + minute)):
+            point = payloads.number_point(1.0, time=start + NS)
+            body = payloads.request([payloads.gauge(f"r{seq}", [point])]).SerializeToString()
             await spool.append(SpoolRecord(seq, now, "", HASH, body))
         await spool.close()
 
@@ -78,18 +81,19 @@ def test_rollup_replay_skips_the_windows_a_shutdown_wrote(tmp_path: Path) -> Non
     crashed = Checkpoint(
         committed=SeqSet(2),
         open_from_seq=1,
-        closed_at_ns=now + 1,
-        hours_closed_at_ns=now + 1,
+        closed_at_ns=first_window + minute,  # both windows open
+        hours_closed_at_ns=first_window + minute,
         hours_flushed_at_ns=I64_MAX,  # the shutdown's hour batch
         hour_flush=SeqSet(0, [2]),
         windows_written=SeqSet(0, [2]),
-        windows_written_at_ns=now,
+        hour_flush_windows_written=SeqSet(0, [2]),
     )
     spool = Spool(tmp_path)
     try:
         core = MetricsCore(CoreLimits(), RollupSettings())
         intake = Intake("metrics", spool, 60)
         assert replay_metrics_rollups(core, intake, crashed, Telemetry()) == 2
-        assert core.open_windows == 1, "request 1's window alone"
+        assert core.open_windows == 1
+        assert core.oldest_open_window_start_ns == first_window, "request 1's"
     finally:
         asyncio.run(spool.close())

@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+
+# The daemon forks while gRPC threads run: to start and stop embedded PostgreSQL as its own
+# system user (``subprocess`` with ``user=`` cannot use vfork). gRPC's fork handlers restart
+# its threads in the child before the exec, and a forked child of the test suite died of
+# SIGSEGV there now and then. Every fork of the daemon is followed by exec, so the handlers
+# are off; grpc reads the setting when it is imported, so before anything imports it.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from tidegate import __version__, config_cli, query_cli, sd_notify, tenants_cli, trace_cli
 from tidegate.config import Config, load

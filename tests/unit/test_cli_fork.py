@@ -1,0 +1,47 @@
+"""The daemon forks while gRPC threads run (embedded PostgreSQL's tools run as their own
+system user), so the ``tidegate`` command turns gRPC's fork handlers off before gRPC is
+imported. gRPC logs, at debug verbosity, each fork its handlers see."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+FORK_WHILE_SERVING = """
+import sys
+if sys.argv[1] == "cli":
+    import tidegate.cli
+import asyncio, subprocess, grpc
+
+async def main():
+    server = grpc.aio.server()
+    server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    subprocess.run(["true"], user="nobody", check=True)  # fork, not vfork
+    await server.stop(None)
+
+asyncio.run(main())
+"""
+
+
+def fork_messages(first_import: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    env["GRPC_VERBOSITY"] = "debug"
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_WHILE_SERVING, first_import],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [line for line in done.stderr.splitlines() if "fork()" in line]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running a child as another user needs root")
+def test_the_command_turns_grpc_fork_handlers_off() -> None:
+    assert fork_messages("grpc") != [], "gRPC's handlers see a fork when left on"
+    assert fork_messages("cli") == []

@@ -392,8 +392,7 @@ impl MetricsCore {
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         request, now_ns, seq, *, tenant = "default", closed_at_ns, hours_closed_at_ns,
-        hours_flushed_at_ns, in_hour_flush, windows_written = false,
-        windows_written_by_hour_flush = false,
+        hours_flushed_at_ns, in_hour_flush, windows_written, windows_written_by_hour_flush,
     ))]
     fn replay_rollups(
         &self,

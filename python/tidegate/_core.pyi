@@ -200,8 +200,8 @@ class MetricsCore:
         hours_closed_at_ns: int,
         hours_flushed_at_ns: int,
         in_hour_flush: bool,
-        windows_written: bool = False,
-        windows_written_by_hour_flush: bool = False,
+        windows_written: bool,
+        windows_written_by_hour_flush: bool,
     ) -> None:
         """Replay a spool record of ``tenant`` whose raw points a committed batch holds: its
         points go back only into the windows and hours that were open at that commit (the

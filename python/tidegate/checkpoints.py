@@ -71,7 +71,8 @@ async def load(conn: asyncpg.Connection, spool_id: str, sink: str) -> Checkpoint
     hour_flush = SeqSet(_or(row["hour_flush_floor"], 0), row["hour_flush_extras"] or ())
     hours_flushed_at_ns = _or(row["hours_flushed_at_ns"], I64_MIN)
     if row["windows_written_floor"] is None:
-        # Written before the sets were kept: what a shutdown's checkpoint implies.
+        # Written before the sets were kept: what a shutdown's checkpoint implies (exact
+        # when that version stopped cleanly; other checkpoints of it imply nothing).
         windows_written = committed.copy() if closed_at_ns == I64_MAX else SeqSet()
         by_hour_flush = hour_flush.copy() if hours_flushed_at_ns == I64_MAX else SeqSet()
     else:

@@ -14,6 +14,7 @@ mod test_ingest;
 mod test_rejections;
 mod test_replay;
 mod test_series;
+mod test_shutdown_replay;
 mod test_speed;
 mod test_tdigest;
 mod test_tdigest_accuracy;

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::builder::*;
 use super::copy_reader::*;
+use super::random_requests::Rng;
 use crate::copy_binary::ns_to_pg_micros;
 use crate::ingest::{Batch, MetricsCore};
 use crate::windows::{ReplayFilter, HOUR_NS, NS_PER_SECOND};
@@ -19,23 +20,6 @@ const WINDOW: i64 = 60 * S;
 const TICK: i64 = 10 * S;
 const HOUR_FLUSH_TICKS: u32 = 30;
 const TICKS: i64 = 540;
-
-/// A small deterministic generator (the tests need no crate for this).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-
-    fn one_in(&mut self, n: u64) -> bool {
-        self.next(n) == 0
-    }
-}
 
 /// One spool record, and the points it carries.
 struct Record {
@@ -240,24 +224,24 @@ impl Run {
 /// short, each followed by a restart. At the end everything deferred is ingested and the
 /// daemon stops cleanly.
 fn run(seed: u64) -> (Sums, Sums, u64, u64) {
-    let mut rng = Lcg(seed);
+    let mut rng = Rng(seed);
     let mut run = Run::new();
     let mut expected = Sums::new();
     let start = NOW - TICKS * TICK;
     for tick in 0..TICKS {
         let now_ns = start + tick * TICK;
-        for _ in 0..1 + rng.next(2) {
-            let points: Vec<(i64, f64)> = (0..1 + rng.next(3))
+        for _ in 0..1 + rng.below(2) {
+            let points: Vec<(i64, f64)> = (0..1 + rng.below(3))
                 .map(|_| {
-                    let late = if rng.one_in(10) {
-                        rng.next(240)
+                    let late = if rng.chance(10) {
+                        rng.below(240)
                     } else {
-                        rng.next(3)
+                        rng.below(3)
                     };
-                    (now_ns - late as i64 * S, rng.next(100) as f64)
+                    (now_ns - late as i64 * S, rng.below(100) as f64)
                 })
                 .collect();
-            let series = rng.next(3).to_string();
+            let series = rng.below(3).to_string();
             let data = points
                 .iter()
                 .map(|&(t, v)| number(t as u64, v, attrs(&[("s", &series)])))
@@ -273,13 +257,13 @@ fn run(seed: u64) -> (Sums, Sums, u64, u64) {
             });
             let i = run.records.len() - 1;
             // Deferred: waits in the spool, and a later request may be ingested first.
-            if rng.one_in(5) {
+            if rng.chance(5) {
                 run.deferred.push(i);
             } else {
                 run.ingest(i);
             }
         }
-        if rng.one_in(3) {
+        if rng.chance(3) {
             for i in std::mem::take(&mut run.deferred) {
                 run.ingest(i);
             }
@@ -287,7 +271,7 @@ fn run(seed: u64) -> (Sums, Sums, u64, u64) {
         run.ticks_since_hour_flush += 1;
         let flush_hours = run.ticks_since_hour_flush >= HOUR_FLUSH_TICKS;
         run.flush(now_ns, false, flush_hours, true);
-        match rng.next(40) {
+        match rng.below(40) {
             0 => run.restart(), // a crash
             1 => {
                 run.shutdown(now_ns, usize::MAX); // clean

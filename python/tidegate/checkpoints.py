@@ -46,6 +46,35 @@ class Checkpoint:
     # Names the batch or block this checkpoint commits with.
     commit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    def after_metrics_batch(
+        self,
+        committed: SeqSet,
+        open_from_seq: int | None,
+        now_ns: int,
+        *,
+        flush_all: bool,
+        flush_hours: bool,
+    ) -> Checkpoint:
+        """The checkpoint of a metrics batch taken at ``now_ns`` (``flush_all``: a shutdown's,
+        writing every open window; ``flush_hours``: writing every open hour), after which
+        ``committed`` is committed and ``open_from_seq`` the lowest record in open rollups."""
+        closed_at = I64_MAX if flush_all else now_ns
+        # A shutdown's batches write every window of every committed record.
+        windows_written = committed.copy() if flush_all else self.windows_written
+        return Checkpoint(
+            committed=committed,
+            open_from_seq=open_from_seq,
+            closed_at_ns=closed_at,
+            # Shutdown's batch of windows writes only the hours closed by now.
+            hours_closed_at_ns=now_ns if flush_all and not flush_hours else closed_at,
+            hours_flushed_at_ns=closed_at if flush_hours else self.hours_flushed_at_ns,
+            hour_flush=committed.copy() if flush_hours else self.hour_flush,
+            windows_written=windows_written,
+            hour_flush_windows_written=(
+                windows_written.copy() if flush_hours else self.hour_flush_windows_written
+            ),
+        )
+
     @property
     def shutdown_cut_short(self) -> bool:
         """A shutdown stopped between its two batches: every window is written, and the

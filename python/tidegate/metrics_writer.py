@@ -29,7 +29,7 @@ from tidegate._core import (
     MetricsBatch,
     MetricsCore,
 )
-from tidegate.checkpoints import I64_MAX, NONE_OPEN, Checkpoint
+from tidegate.checkpoints import NONE_OPEN, Checkpoint
 from tidegate.config import Config
 from tidegate.database import rows_affected
 from tidegate.intake import Accepted, Intake
@@ -258,24 +258,12 @@ class MetricsWriter:
         self, batch: MetricsBatch, now_ns: int, flush_all: bool, flush_hours: bool
     ) -> Checkpoint:
         """The checkpoint that commits with ``batch``."""
-        previous = self._checkpoint
-        closed_at = I64_MAX if flush_all else now_ns
-        # Shutdown's batch of windows writes only the hours closed by now.
-        hours_closed_at = now_ns if flush_all and not flush_hours else closed_at
-        committed = self._intake.committed_through(batch.seqs)
-        # A shutdown's batches write every window of every committed record.
-        windows_written = committed.copy() if flush_all else previous.windows_written
-        return Checkpoint(
-            committed=committed,
-            open_from_seq=None if batch.open_from_seq == NONE_OPEN else batch.open_from_seq,
-            closed_at_ns=closed_at,
-            hours_closed_at_ns=hours_closed_at,
-            hours_flushed_at_ns=closed_at if flush_hours else previous.hours_flushed_at_ns,
-            hour_flush=committed.copy() if flush_hours else previous.hour_flush,
-            windows_written=windows_written,
-            hour_flush_windows_written=(
-                windows_written.copy() if flush_hours else previous.hour_flush_windows_written
-            ),
+        return self._checkpoint.after_metrics_batch(
+            self._intake.committed_through(batch.seqs),
+            None if batch.open_from_seq == NONE_OPEN else batch.open_from_seq,
+            now_ns,
+            flush_all=flush_all,
+            flush_hours=flush_hours,
         )
 
     async def _write_with_retry(self, batch: MetricsBatch, checkpoint: Checkpoint) -> None:

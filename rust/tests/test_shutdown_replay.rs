@@ -2,8 +2,8 @@
 //! requests deferred past them (left in the spool while later ones were stored): however a run
 //! is cut, the rollup rows its commits wrote, merged, hold every point exactly once, and the
 //! raw points are written once. Each commit's checkpoint is built as the metrics writer builds
-//! it (`_next_checkpoint` in `python/tidegate/metrics_writer.py`), and a restart replays the
-//! spool as `python/tidegate/replay.py` does.
+//! it (`Checkpoint.after_metrics_batch` in `python/tidegate/checkpoints.py`), and a restart
+//! replays the spool as `python/tidegate/replay.py` does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -71,7 +71,7 @@ impl Checkpoint {
         }
     }
 
-    /// The checkpoint that commits with `batch`.
+    /// The checkpoint that commits with `batch` (`Checkpoint.after_metrics_batch`).
     fn next(&self, batch: &Batch, now_ns: i64, flush_all: bool, flush_hours: bool) -> Self {
         let closed_at = if flush_all { i64::MAX } else { now_ns };
         let mut committed = self.committed.clone();

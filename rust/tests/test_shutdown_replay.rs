@@ -16,7 +16,7 @@ use crate::windows::{ReplayFilter, HOUR_NS, NS_PER_SECOND};
 
 const S: i64 = NS_PER_SECOND;
 const WINDOW: i64 = 60 * S;
-/// The writer's flush interval, and how many of them pass between hour flushes (300 s).
+/// The flush interval here, and how many of them pass between hour flushes (300 s).
 const TICK: i64 = 10 * S;
 const HOUR_FLUSH_TICKS: u32 = 30;
 const TICKS: i64 = 540;
@@ -179,6 +179,13 @@ impl Run {
         true
     }
 
+    /// The flush of a tick: every `HOUR_FLUSH_TICKS` it writes the open hours too, and now
+    /// and then sooner (as the writer does while the spool is crowded).
+    fn tick_flush(&mut self, now_ns: i64, rng: &mut Rng) {
+        let flush_hours = self.ticks_since_hour_flush >= HOUR_FLUSH_TICKS || rng.chance(50);
+        self.flush(now_ns, false, flush_hours, true);
+    }
+
     /// Shutdown: every open window, then every open hour, in batches of their own; with
     /// `commits` batches committing (a shutdown cut short stops before the hours).
     fn shutdown(&mut self, now_ns: i64, commits: usize) {
@@ -224,7 +231,7 @@ impl Run {
 /// short, each followed by a restart. At the end everything deferred is ingested and the
 /// daemon stops cleanly.
 fn run(seed: u64) -> (Sums, Sums, u64, u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut run = Run::new();
     let mut expected = Sums::new();
     let start = NOW - TICKS * TICK;
@@ -269,9 +276,14 @@ fn run(seed: u64) -> (Sums, Sums, u64, u64) {
             }
         }
         run.ticks_since_hour_flush += 1;
-        let flush_hours = run.ticks_since_hour_flush >= HOUR_FLUSH_TICKS;
-        run.flush(now_ns, false, flush_hours, true);
-        match rng.below(40) {
+        // The event comes before or after the tick's flush: a shutdown may find the hour
+        // flush due, and then writes windows and hours in its first batch.
+        let event = rng.below(40);
+        let event_first = rng.chance(2);
+        if !event_first {
+            run.tick_flush(now_ns, &mut rng);
+        }
+        match event {
             0 => run.restart(), // a crash
             1 => {
                 run.shutdown(now_ns, usize::MAX); // clean
@@ -282,6 +294,9 @@ fn run(seed: u64) -> (Sums, Sums, u64, u64) {
                 run.restart();
             }
             _ => {}
+        }
+        if event_first {
+            run.tick_flush(now_ns, &mut rng);
         }
     }
     for i in std::mem::take(&mut run.deferred) {

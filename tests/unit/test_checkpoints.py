@@ -10,14 +10,20 @@ NOW = 1_700_000_000_000_000_000
 
 
 def after(
-    cp: Checkpoint, committed: int, extras: tuple[int, ...] = (), *, all_: bool, hours: bool
+    cp: Checkpoint,
+    committed: int,
+    extras: tuple[int, ...] = (),
+    *,
+    all_: bool,
+    hours: bool,
+    now: int = NOW,
 ) -> Checkpoint:
     return cp.after_metrics_batch(
-        SeqSet(committed, extras), 1, NOW, flush_all=all_, flush_hours=hours
+        SeqSet(committed, extras), 1, now, flush_all=all_, flush_hours=hours
     )
 
 
-def test_an_ordinary_batch_keeps_what_the_last_shutdown_and_hour_flush_wrote() -> None:
+def test_an_ordinary_batch_keeps_what_the_last_hour_flush_covered() -> None:
     cp = after(Checkpoint(), 4, all_=False, hours=False)
     assert (cp.closed_at_ns, cp.hours_closed_at_ns) == (NOW, NOW)
     assert cp.windows_written == cp.hour_flush_windows_written == SeqSet()
@@ -26,6 +32,24 @@ def test_an_ordinary_batch_keeps_what_the_last_shutdown_and_hour_flush_wrote() -
     hour_flush = after(cp, 6, all_=False, hours=True)
     assert (hour_flush.hours_flushed_at_ns, hour_flush.hour_flush) == (NOW, SeqSet(6))
     assert hour_flush.hour_flush_windows_written == SeqSet()  # no shutdown wrote any
+
+    later = NOW + 10**10
+    ordinary = after(hour_flush, 9, all_=False, hours=False, now=later)
+    assert (ordinary.closed_at_ns, ordinary.hours_closed_at_ns) == (later, later)
+    assert (ordinary.hours_flushed_at_ns, ordinary.hour_flush) == (NOW, SeqSet(6))
+    assert ordinary.committed == SeqSet(9)
+
+
+def test_an_ordinary_batch_after_a_shutdown_keeps_both_sets() -> None:
+    hours = after(
+        after(Checkpoint(), 6, (8,), all_=True, hours=False), 6, (8,), all_=True, hours=True
+    )
+    later = NOW + 10**10
+    ordinary = after(hours, 9, all_=False, hours=False, now=later)
+    assert ordinary.closed_at_ns == later
+    assert ordinary.hours_flushed_at_ns == I64_MAX
+    assert ordinary.hour_flush == ordinary.windows_written == SeqSet(6, (8,))
+    assert ordinary.hour_flush_windows_written == SeqSet(6, (8,))
 
 
 def test_a_clean_shutdown_writes_every_window_then_every_hour() -> None:

@@ -50,6 +50,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Before grpc is imported, which happens here before the bench package's own setting.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import asyncpg
 import grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (

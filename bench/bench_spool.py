@@ -1,5 +1,6 @@
 # Scenario: spool appends of 1 KB and 100 KB records by 1, 8 and 64 concurrent appenders.
-"""Appends per second through ``tidegate.spool.Spool``, with fsync on and off.
+"""Appends per second through ``tidegate.spool.Spool``: fsync on with ``O_DIRECT`` (the
+default), fsync on through the page cache, and fsync off.
 
 Each run opens a fresh spool in a temporary directory (on the filesystem of ``--dir``, the
 system temporary directory by default), starts N appender tasks on one event loop, each
@@ -67,11 +68,16 @@ async def appends(spool: Spool, payload: bytes, first: int, step: int, until: fl
     return latencies
 
 
-def run_once(record_bytes: int, appenders: int, fsync: bool, seconds: float, parent: str) -> Run:
+# Mode name: (fsync, direct_io).
+MODES = {"direct": (True, True), "cache": (True, False), "off": (False, False)}
+
+
+def run_once(record_bytes: int, appenders: int, mode: str, seconds: float, parent: str) -> Run:
     payload = os.urandom(record_bytes)
     counter = CountingFsync()
+    fsync, direct_io = MODES[mode]
     with tempfile.TemporaryDirectory(prefix="bench-spool-", dir=parent) as directory:
-        spool = Spool(Path(directory), fsync=fsync, fsync_function=counter)
+        spool = Spool(Path(directory), fsync=fsync, fsync_function=counter, direct_io=direct_io)
         counter.calls = 0
 
         async def main() -> tuple[list[list[float]], float]:
@@ -110,21 +116,21 @@ def main() -> None:
         f"spool in {args.dir}, {args.seconds:g} s per run, median of {args.runs} runs by appends/s"
     )
     print(
-        f"{'record':>7} {'appenders':>9} {'fsync':>5} {'appends/s':>10} {'MB/s':>8}"
+        f"{'record':>7} {'appenders':>9} {'mode':>6} {'appends/s':>10} {'MB/s':>8}"
         f" {'appends/fsync':>13} {'p50 ms':>8} {'p99 ms':>8}"
     )
-    for fsync in (True, False):
+    for mode in MODES:
         for record_bytes in RECORD_SIZES:
             for appenders in APPENDERS:
                 runs = [
-                    run_once(record_bytes, appenders, fsync, args.seconds, args.dir)
+                    run_once(record_bytes, appenders, mode, args.seconds, args.dir)
                     for _ in range(args.runs)
                 ]
                 median = statistics.median_low([run.rate for run in runs])
                 run = next(run for run in runs if run.rate == median)
                 per_fsync = f"{run.appends / run.fsyncs:.1f}" if run.fsyncs else "-"
                 print(
-                    f"{record_bytes // 1024:>4} KB {appenders:>9} {'on' if fsync else 'off':>5}"
+                    f"{record_bytes // 1024:>4} KB {appenders:>9} {mode:>6}"
                     f" {run.rate:>10,.0f} {run.rate * record_bytes / 1e6:>8.1f} {per_fsync:>13}"
                     f" {percentile(run.latencies, 0.5) * 1e3:>8.3f}"
                     f" {percentile(run.latencies, 0.99) * 1e3:>8.3f}"

@@ -53,10 +53,12 @@ def segment_files(directory: Path) -> list[Path]:
 
 
 def fill(directory: Path, records: Iterable[SpoolRecord]) -> None:
-    """Append ``records`` one after another to the spool in ``directory``, then close it."""
+    """Append ``records`` one after another to the spool in ``directory``, then close it.
+    Through the page cache, so that the segment is the records back to back (the layout
+    with ``O_DIRECT`` is in test_spool_direct.py)."""
 
     async def run() -> None:
-        spool = Spool(directory)
+        spool = Spool(directory, direct_io=False)
         for record in records:
             await spool.append(record)
         await spool.close()
@@ -65,7 +67,7 @@ def fill(directory: Path, records: Iterable[SpoolRecord]) -> None:
 
 
 def reopen(directory: Path) -> tuple[Spool, list[SpoolRecord]]:
-    spool = Spool(directory)
+    spool = Spool(directory, direct_io=False)
     return spool, list(spool.records())
 
 
@@ -151,7 +153,7 @@ def test_appends_from_several_event_loops(tmp_path: Path) -> None:
 def test_rolling_then_release_deletes_exactly_the_covered_sealed_segments(tmp_path: Path) -> None:
     record_bytes = len(encode_record(make_record(1, size=1000)))
     # Two records take a segment past 2000 bytes, so each sealed segment holds exactly two.
-    spool = Spool(tmp_path, segment_bytes=2000)
+    spool = Spool(tmp_path, segment_bytes=2000, direct_io=False)
 
     async def append(seqs: Iterable[int]) -> None:
         for seq in seqs:

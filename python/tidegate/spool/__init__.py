@@ -19,16 +19,22 @@ integer little-endian::
              | tenant (utf-8, tenant_len bytes) | payload (the rest of the body)
 
 A writer thread takes every record queued (up to 4 MiB or IOV_MAX / 3 records), writes them
-with one ``os.writev`` to a file opened ``O_APPEND`` and fsyncs once (group commit); there is
-no user-space buffer, so written bytes are in the file even before their fsync. With
-``fsync=False`` nothing is fsynced and a record is durable once written. A segment ends after
+with one write to a file opened ``O_APPEND`` and fsyncs once (group commit); written bytes
+are in the file even before their fsync. By default the file is also opened ``O_DIRECT``
+(``tidegate.spool.direct_io``): the group is copied into one page-aligned buffer and padded
+with zeros to the next multiple of 4096 bytes, and so is the header; padding is zeros from
+the end of a record up to the next 4096-byte boundary of the file. Where the filesystem
+refuses ``O_DIRECT``, and with ``fsync=False``, the records go back to back through the page
+cache with one ``os.writev`` and no padding. With ``fsync=False`` nothing is fsynced and a
+record is durable once written. A segment ends after
 the group that takes it past ``segment_bytes``; the next one's header and directory entry are
 fsynced before it is used. Appends go only to a segment this process created, never after a
 recovered tail. ``release()`` deletes a sealed segment once all its valid records are
 committed, so an empty one goes at the first call.
 
 Recovery, on open. A record is valid when its magic, length (within the file), CRC and body
-check. From an invalid position the scan looks for the next valid record:
+check. Padding is skipped. From any other invalid position the scan looks for the next valid
+record:
 
 - found: the bytes between are one corrupt region, counted, logged at WARNING with the file
   name and offset, and never replayed;

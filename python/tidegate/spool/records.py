@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tidegate._core import TidegateError
+from tidegate.spool.direct_io import aligned, is_padding
 from tidegate.spool.seqset import SeqSet
 
 FILE_HEADER = b"TGSPOOL1"
@@ -102,7 +103,8 @@ def _decode_at(view: memoryview, pos: int) -> tuple[SpoolRecord, int] | None:
 
 
 def _scan(data: bytes) -> Iterator[SpoolRecord | _Damage]:
-    """The records and damaged regions of a segment's bytes, after its header."""
+    """The records and damaged regions of a segment's bytes, after its header; the zeros
+    that pad a group written with ``O_DIRECT`` are neither."""
     view = memoryview(data)
     pos = len(FILE_HEADER)
     while pos < len(data):
@@ -110,6 +112,9 @@ def _scan(data: bytes) -> Iterator[SpoolRecord | _Damage]:
         if found is not None:
             record, pos = found
             yield record
+            continue
+        if is_padding(data, pos):
+            pos = aligned(pos)
             continue
         resume = data.find(_MAGIC_BYTES, pos + 1)
         while resume != -1 and _decode_at(view, resume) is None:

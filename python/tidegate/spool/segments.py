@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tidegate.spool.direct_io import ALIGN, DirectIOUnsupportedError, open_direct
 from tidegate.spool.records import FILE_HEADER, SpoolError, SpoolRecord, _scan
 from tidegate.spool.seqset import SeqSet
 
@@ -159,15 +160,31 @@ class _Recovery:
 
 
 def _create_segment(
-    directory: Path, number: int, *, fsync: bool, fsync_function: Callable[[int], None]
-) -> tuple[_Segment, int]:
+    directory: Path,
+    number: int,
+    *,
+    fsync: bool,
+    fsync_function: Callable[[int], None],
+    direct: bool,
+) -> tuple[_Segment, int, bool]:
     """Create segment ``number`` holding only the file header, with the header and the
-    directory entry fsynced unless ``fsync`` is off; return it and its ``O_APPEND`` fd."""
+    directory entry fsynced unless ``fsync`` is off; return it, its ``O_APPEND`` fd and
+    whether the fd writes with ``O_DIRECT`` (asked for with ``direct``; the header is then
+    padded to ``ALIGN``, and a filesystem that refuses it gets a page-cache fd)."""
     segment = _Segment(number, directory / f"{number:016d}.seg", size=len(FILE_HEADER))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-    fd = os.open(segment.path, flags, 0o644)
+    fd = -1
+    if direct:
+        try:
+            fd = open_direct(segment.path, flags, FILE_HEADER)
+            segment.size = ALIGN
+        except DirectIOUnsupportedError as exc:
+            log.info("spool %s: writing through the page cache: %s", directory, exc)
+            direct = False
     try:
-        _write_all(fd, [FILE_HEADER])
+        if fd < 0:
+            fd = os.open(segment.path, flags, 0o644)
+            _write_all(fd, [FILE_HEADER])
         if fsync:
             fsync_function(fd)
             directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -176,9 +193,10 @@ def _create_segment(
             finally:
                 os.close(directory_fd)
     except BaseException:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         raise
-    return segment, fd
+    return segment, fd, direct
 
 
 def _lock_directory(directory: Path) -> int:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from tidegate.spool.direct_io import AlignedBuffer, write_direct
 from tidegate.spool.futures import _notify, _Pending, _settle, _Waiter
 from tidegate.spool.records import (
     FILE_HEADER,
@@ -51,16 +52,21 @@ class Spool:
         segment_bytes: int = 64 * 2**20,
         fsync: bool = True,
         fsync_function: Callable[[int], None] = os.fdatasync,
+        direct_io: bool = True,
     ) -> None:
         """Open ``directory`` (created if missing), recover what it holds and start a new
         segment for appends. With ``fsync=False`` nothing is fsynced and a record counts as
-        durable once written (memory speed: for tests and benchmarks)."""
+        durable once written (memory speed: for tests and benchmarks). ``direct_io`` writes
+        groups with ``O_DIRECT`` (``tidegate.spool.direct_io``) where the filesystem allows
+        it; never with ``fsync=False``."""
         if segment_bytes <= len(FILE_HEADER):
             raise ValueError(f"segment_bytes must be more than {len(FILE_HEADER)}")
         self._directory = Path(directory)
         self._segment_bytes = segment_bytes
         self._fsync = fsync
         self._fsync_function = fsync_function
+        self._direct = direct_io and fsync
+        self._buffer: AlignedBuffer | None = None
         # Guards what both the writer thread and callers touch: segments, durable, waiters,
         # listeners and the state flags.
         self._lock = threading.Lock()
@@ -229,8 +235,12 @@ class Spool:
     def _new_segment(self) -> int:
         """Create the next segment, make it the active one and return its fd."""
         number = self._next_number
-        segment, fd = _create_segment(
-            self._directory, number, fsync=self._fsync, fsync_function=self._fsync_function
+        segment, fd, self._direct = _create_segment(
+            self._directory,
+            number,
+            fsync=self._fsync,
+            fsync_function=self._fsync_function,
+            direct=self._direct,
         )
         self._next_number = number + 1
         with self._lock:
@@ -253,6 +263,8 @@ class Spool:
             os.close(self._fd)
         except OSError as exc:
             log.warning("spool %s: closing the active segment failed: %s", self._directory, exc)
+        if self._buffer is not None:
+            self._buffer.release()
 
     def _take_group(self) -> tuple[list[_Pending], bool]:
         """Everything queued (up to _GROUP_BYTES), waiting for the first; and whether close()
@@ -280,7 +292,12 @@ class Spool:
             parts: list[bytes] = []
             for pending in group:
                 _encode(pending.record, parts)
-            written = _write_all(self._fd, parts)
+            if self._direct:
+                if self._buffer is None:
+                    self._buffer = AlignedBuffer()
+                written = write_direct(self._fd, self._buffer.fill(parts))
+            else:
+                written = _write_all(self._fd, parts)
             if self._fsync:
                 self._fsync_function(self._fd)
         except OSError as exc:

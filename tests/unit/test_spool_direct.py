@@ -1,12 +1,18 @@
-"""The spool writing with ``O_DIRECT``: a group padded with zeros to the next 4 KiB
-boundary, the padding skipped (not counted as damage) on recovery, damage in or after it
-found as before, and segments of both layouts replayed together."""
+"""The spool writing with ``O_DIRECT``: a group padded to the next 4 KiB boundary with a
+padding record, the padding skipped (not counted as damage) on recovery, damage in or after
+it found as before, zeroed records found as damage, write errors failing the spool, and
+segments of both layouts replayed together."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
@@ -16,8 +22,17 @@ from tidegate.spool import FILE_HEADER, SeqSet, Spool, SpoolRecord
 from tidegate.spool.direct_io import ALIGN
 
 
+def padding_record(gap: int) -> bytes:
+    """A padding record of ``gap`` bytes, as the package docstring documents it."""
+    body = bytes(gap - 12)
+    return struct.pack("<III", 0x54475030, len(body), zlib.crc32(body)) + body
+
+
 def padded(data: bytes) -> bytes:
-    return data + bytes(-len(data) % ALIGN)
+    gap = -len(data) % ALIGN
+    if gap == 0:
+        return data
+    return data + padding_record(gap if gap >= 12 else gap + ALIGN)
 
 
 def header_block() -> bytes:
@@ -205,4 +220,111 @@ def test_segments_of_both_layouts_replay_together_in_order(tmp_path: Path) -> No
     spool, replayed = reopen(tmp_path)
     assert replayed == older + newer
     assert spool.release(SeqSet(5)) == sizes
+    close(spool)
+
+
+def test_a_small_gap_pads_to_the_boundary_after_next(tmp_path: Path) -> None:
+    """A gap shorter than a padding record's head takes one more block."""
+    head = len(encode_record(make_record(1, size=0)))
+    size = ALIGN - head - 5  # the record ends 5 bytes before the boundary
+    records = [make_record(1, size=size), make_record(2)]
+    direct_fill(tmp_path, records)
+    (segment,) = segment_files(tmp_path)
+    data = segment.read_bytes()
+    assert len(padded(encode_record(records[0]))) == 2 * ALIGN
+    assert data == header_block() + b"".join(padded(encode_record(r)) for r in records)
+    spool, replayed = reopen(tmp_path)
+    assert replayed == records
+    assert (spool.recovery.corrupt_records, spool.recovery.torn_tail_bytes) == (0, 0)
+    close(spool)
+
+
+@pytest.mark.parametrize("direct_io", [True, False])
+def test_a_record_wiped_to_zeros_is_damage_not_padding(tmp_path: Path, direct_io: bool) -> None:
+    records = [make_record(seq, size=200) for seq in (1, 2, 3)]
+    spool = Spool(tmp_path, direct_io=direct_io)
+    append_each(spool, records)
+    close(spool)
+    (segment,) = segment_files(tmp_path)
+    data = bytearray(segment.read_bytes())
+    record_size = len(encode_record(records[1]))
+    start = 2 * ALIGN if direct_io else len(FILE_HEADER) + record_size
+    data[start : start + record_size] = bytes(record_size)
+    segment.write_bytes(data)
+
+    spool, replayed = reopen(tmp_path)
+    assert replayed == [records[0], records[2]]
+    report = spool.recovery
+    assert report.corrupt_records == 1
+    assert report.corrupt_bytes == (ALIGN if direct_io else record_size)
+    close(spool)
+
+
+def run_with_file_size_limit(limit: int, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter whose files cannot grow past ``limit`` bytes: writes
+    past it fail with EFBIG, a real error from the kernel. A subprocess, because the limit
+    holds for every file of the process."""
+    prelude = f"""
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+    """
+    code = textwrap.dedent(prelude) + textwrap.dedent(script)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_a_header_that_cannot_be_written_fails_opening_cleanly(tmp_path: Path) -> None:
+    result = run_with_file_size_limit(
+        2048,
+        f"""
+        from pathlib import Path
+        from tidegate.spool import Spool, SpoolError
+        try:
+            Spool(Path({str(tmp_path)!r}))
+        except SpoolError as exc:
+            print("SpoolError", exc)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("SpoolError cannot recover spool"), result.stdout
+    assert "File too large" in result.stdout
+    assert segment_files(tmp_path) == []  # the half-made segment is gone
+
+
+def test_a_failed_group_write_fails_the_spool_and_close_still_finishes(tmp_path: Path) -> None:
+    result = run_with_file_size_limit(
+        3 * ALIGN,
+        f"""
+        import asyncio, threading
+        from pathlib import Path
+        from tidegate.spool import Spool, SpoolFatalError, SpoolRecord
+        errors = []
+        threading.excepthook = lambda args: errors.append(repr(args.exc_value))
+        fatal = []
+
+        async def main():
+            spool = Spool(Path({str(tmp_path)!r}))
+            spool.add_fatal_listener(fatal.append)
+            await spool.append(SpoolRecord(1, 0, "", bytes(16), bytes(100)))
+            for seq in (2, 3):
+                try:
+                    await spool.append(SpoolRecord(seq, 0, "", bytes(16), bytes(5000)))
+                except SpoolFatalError as exc:
+                    print(seq, "SpoolFatalError", type(exc.__cause__).__name__)
+            await spool.close()
+
+        asyncio.run(main())
+        print("fatal listeners", len(fatal), "thread errors", errors)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "2 SpoolFatalError OSError",
+        "3 SpoolFatalError OSError",
+        "fatal listeners 1 thread errors []",
+    ], result.stdout
+    spool, replayed = reopen(tmp_path)
+    assert [r.seq for r in replayed] == [1]
     close(spool)

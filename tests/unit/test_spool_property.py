@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.unit.test_spool import encode_record
+from tests.unit.test_spool_direct import padded
 from tidegate.spool import SeqSet, Spool, SpoolRecord
 
 # Small, so that almost every group of appends ends its segment.
@@ -37,6 +38,7 @@ class SpoolLifecycle(RuleBasedStateMachine):
     """Through the page cache: a group is its records back to back."""
 
     DIRECT_IO = False
+    SEGMENT_BYTES = SEGMENT_BYTES
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,7 +52,7 @@ class SpoolLifecycle(RuleBasedStateMachine):
         self.committed = SeqSet()
 
     def open(self) -> Spool:
-        return Spool(self.directory, segment_bytes=SEGMENT_BYTES, direct_io=self.DIRECT_IO)
+        return Spool(self.directory, segment_bytes=self.SEGMENT_BYTES, direct_io=self.DIRECT_IO)
 
     def group_bytes(self, records: list[SpoolRecord]) -> bytes:
         """What writing ``records`` as one group puts in the segment."""
@@ -157,14 +159,14 @@ TestSpoolLifecycle = SpoolLifecycle.TestCase
 
 
 class DirectSpoolLifecycle(SpoolLifecycle):
-    """With ``O_DIRECT``: a group is padded with zeros to the next 4 KiB boundary, and a
-    crash can leave any prefix of it, padding included."""
+    """With ``O_DIRECT``: a group ends with a padding record up to the next 4 KiB boundary,
+    and a crash can leave any prefix of it, padding included. Segments hold a few groups."""
 
     DIRECT_IO = True
+    SEGMENT_BYTES = 16 * 1024
 
     def group_bytes(self, records: list[SpoolRecord]) -> bytes:
-        written = super().group_bytes(records)
-        return written + bytes(-len(written) % 4096)
+        return padded(super().group_bytes(records))
 
 
 DirectSpoolLifecycle.TestCase.settings = SpoolLifecycle.TestCase.settings

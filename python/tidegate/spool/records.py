@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tidegate._core import TidegateError
-from tidegate.spool.direct_io import aligned, is_padding
 from tidegate.spool.seqset import SeqSet
 
 FILE_HEADER = b"TGSPOOL1"
 RECORD_MAGIC = 0x54475231
+# A padding record: same framing, a body of zeros that only fills the segment up to an
+# alignment boundary (groups written with O_DIRECT).
+PAD_MAGIC = 0x54475030
 _RECORD_HEAD = struct.Struct("<III")
 _BODY_HEAD = struct.Struct("<QqBH16s")
 _MAGIC_BYTES = _RECORD_HEAD.pack(RECORD_MAGIC, 0, 0)[:4]
@@ -79,6 +81,31 @@ def _encode(record: SpoolRecord, parts: list[bytes]) -> None:
     parts += (_RECORD_HEAD.pack(RECORD_MAGIC, length, crc), head, record.payload)
 
 
+def _padding(length: int, align: int) -> bytes:
+    """The padding record that takes a segment ``length`` bytes long to a multiple of
+    ``align`` (nothing when it already is, a whole extra block when the gap is too small for
+    the record's head)."""
+    gap = -length % align
+    if gap == 0:
+        return b""
+    if gap < _RECORD_HEAD.size:
+        gap += align
+    body = bytes(gap - _RECORD_HEAD.size)
+    return _RECORD_HEAD.pack(PAD_MAGIC, len(body), zlib.crc32(body)) + body
+
+
+def _padding_end(view: memoryview, pos: int) -> int | None:
+    """The offset after the valid padding record at ``pos``, or None."""
+    body = pos + _RECORD_HEAD.size
+    if body > len(view):
+        return None
+    magic, length, crc = _RECORD_HEAD.unpack_from(view, pos)
+    end: int = body + length
+    if magic != PAD_MAGIC or end > len(view) or zlib.crc32(view[body:end]) != crc:
+        return None
+    return end
+
+
 def _decode_at(view: memoryview, pos: int) -> tuple[SpoolRecord, int] | None:
     """The valid record at ``pos`` and the offset after it, or None."""
     body = pos + _RECORD_HEAD.size
@@ -103,8 +130,8 @@ def _decode_at(view: memoryview, pos: int) -> tuple[SpoolRecord, int] | None:
 
 
 def _scan(data: bytes) -> Iterator[SpoolRecord | _Damage]:
-    """The records and damaged regions of a segment's bytes, after its header; the zeros
-    that pad a group written with ``O_DIRECT`` are neither."""
+    """The records and damaged regions of a segment's bytes, after its header; padding
+    records are neither."""
     view = memoryview(data)
     pos = len(FILE_HEADER)
     while pos < len(data):
@@ -113,8 +140,9 @@ def _scan(data: bytes) -> Iterator[SpoolRecord | _Damage]:
             record, pos = found
             yield record
             continue
-        if is_padding(data, pos):
-            pos = aligned(pos)
+        padding_end = _padding_end(view, pos)
+        if padding_end is not None:
+            pos = padding_end
             continue
         resume = data.find(_MAGIC_BYTES, pos + 1)
         while resume != -1 and _decode_at(view, resume) is None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tidegate.spool.direct_io import ALIGN, DirectIOUnsupportedError, open_direct
-from tidegate.spool.records import FILE_HEADER, SpoolError, SpoolRecord, _scan
+from tidegate.spool.records import FILE_HEADER, SpoolError, SpoolRecord, _padding, _scan
 from tidegate.spool.seqset import SeqSet
 
 # The package's name, not __name__: every spool message keeps the one logger name.
@@ -170,13 +170,14 @@ def _create_segment(
     """Create segment ``number`` holding only the file header, with the header and the
     directory entry fsynced unless ``fsync`` is off; return it, its ``O_APPEND`` fd and
     whether the fd writes with ``O_DIRECT`` (asked for with ``direct``; the header is then
-    padded to ``ALIGN``, and a filesystem that refuses it gets a page-cache fd)."""
+    padded to ``ALIGN`` with a padding record, and a filesystem that refuses it gets a
+    page-cache fd)."""
     segment = _Segment(number, directory / f"{number:016d}.seg", size=len(FILE_HEADER))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
     fd = -1
     if direct:
         try:
-            fd = open_direct(segment.path, flags, FILE_HEADER)
+            fd = open_direct(segment.path, flags, [FILE_HEADER, _padding(len(FILE_HEADER), ALIGN)])
             segment.size = ALIGN
         except DirectIOUnsupportedError as exc:
             log.info("spool %s: writing through the page cache: %s", directory, exc)

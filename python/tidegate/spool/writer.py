@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from tidegate.spool.direct_io import AlignedBuffer, write_direct
+from tidegate.spool.direct_io import ALIGN, AlignedBuffer, write_direct
 from tidegate.spool.futures import _notify, _Pending, _settle, _Waiter
 from tidegate.spool.records import (
     FILE_HEADER,
@@ -22,6 +22,7 @@ from tidegate.spool.records import (
     SpoolFatalError,
     SpoolRecord,
     _encode,
+    _padding,
     _replay,
 )
 from tidegate.spool.segments import (
@@ -295,6 +296,7 @@ class Spool:
             if self._direct:
                 if self._buffer is None:
                     self._buffer = AlignedBuffer()
+                parts.append(_padding(sum(map(len, parts)), ALIGN))
                 written = write_direct(self._fd, self._buffer.fill(parts))
             else:
                 written = _write_all(self._fd, parts)
@@ -326,7 +328,7 @@ class Spool:
         old_fd = self._fd
         try:
             self._fd = self._new_segment()
-        except OSError as exc:  # this group is durable; the appends after it fail
+        except Exception as exc:  # noqa: BLE001 - this group is durable; the appends after it fail
             self._fail(exc, [])
             return
         os.close(old_fd)

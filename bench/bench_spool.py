@@ -9,8 +9,8 @@ spool and deletes the directory. Reported per configuration, from the median run
 ``--runs`` by appends/s:
 
 - appends/s and MB/s of payload acknowledged;
-- appends/fsync: appends per fsync call of the run (segment rolls included), which is how
-  much group commit shares one fsync; with fsync off there is none;
+- appends/fsync: appends per group written and fsynced, which is how much group commit
+  shares one fsync; with fsync off there is none;
 - p50 and p99 latency of one append, from the call until it returns.
 
     .venv/bin/python bench/bench_spool.py
@@ -46,15 +46,6 @@ class Run:
         return self.appends / self.seconds
 
 
-class CountingFsync:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, fd: int) -> None:
-        self.calls += 1
-        os.fdatasync(fd)
-
-
 async def appends(spool: Spool, payload: bytes, first: int, step: int, until: float) -> list[float]:
     """One appender: seqs first, first + step, ... until the deadline; the latency of each."""
     latencies = []
@@ -74,11 +65,9 @@ MODES = {"direct": (True, True), "cache": (True, False), "off": (False, False)}
 
 def run_once(record_bytes: int, appenders: int, mode: str, seconds: float, parent: str) -> Run:
     payload = os.urandom(record_bytes)
-    counter = CountingFsync()
     fsync, direct_io = MODES[mode]
     with tempfile.TemporaryDirectory(prefix="bench-spool-", dir=parent) as directory:
-        spool = Spool(Path(directory), fsync=fsync, fsync_function=counter, direct_io=direct_io)
-        counter.calls = 0
+        spool = Spool(Path(directory), fsync=fsync, direct_io=direct_io)
 
         async def main() -> tuple[list[list[float]], float]:
             start = time.perf_counter()
@@ -94,7 +83,7 @@ def run_once(record_bytes: int, appenders: int, mode: str, seconds: float, paren
 
         per_appender, elapsed = asyncio.run(main())
     latencies = sorted(latency for group in per_appender for latency in group)
-    return Run(len(latencies), elapsed, counter.calls, latencies)
+    return Run(len(latencies), elapsed, spool.groups_committed if fsync else 0, latencies)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

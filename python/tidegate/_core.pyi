@@ -307,6 +307,30 @@ class TDigest:
         """Centroids after merging the unmerged buffer (what ``to_bytes`` would write)."""
 
 @final
+class SpoolGroupWriter:
+    """Writes groups of spool records (the ``tidegate.spool`` format) to a segment's fd:
+    laid out in one buffer aligned to ``align`` and padded to it with a padding record (no
+    padding when ``align`` is 1), one write, then fdatasync if asked; the GIL is released
+    for all of it. Not thread-safe: the spool's writer thread owns one."""
+
+    def __new__(cls, align: int) -> Self:
+        """``align`` is 1 or a power of two up to 1 MiB (else ``ValueError``)."""
+    @property
+    def align(self) -> int: ...
+    def write_group(
+        self,
+        fd: int,
+        records: list[tuple[int, int, int, bytes, bytes, bytes]],
+        *,
+        sync: bool,
+        prefix: bytes | None = None,
+    ) -> int:
+        """Write ``prefix`` (a segment's file header) and ``records`` (seq, now_ns, flags,
+        utf-8 tenant, 16-byte request hash, payload), padded, to ``fd``; fdatasync when
+        ``sync``. Returns the bytes written. ``OSError`` when the write or the fsync fails,
+        ``ValueError`` for a record the format cannot hold."""
+
+@final
 class TraceSettings:
     """When trace blocks are cut and how their frames are compressed."""
 

@@ -19,20 +19,21 @@ integer little-endian::
               | tenant (utf-8, tenant_len bytes) | payload (the rest of the body)
     padding = magic u32 (0x54475030) | body_length u32 | crc32 u32 | body_length zero bytes
 
-A writer thread takes every record queued (up to 4 MiB or IOV_MAX / 3 records), writes them
-with one write to a file opened ``O_APPEND`` and fsyncs once (group commit); written bytes
-are in the file even before their fsync. By default the file is also opened ``O_DIRECT``
-(``tidegate.spool.direct_io``): the group is copied into one page-aligned buffer and ends
+A writer thread takes every record queued (up to 4 MiB or 1,024 records) and hands them to
+the core (``SpoolGroupWriter``), which lays them out in one buffer, writes it with one write
+to a file opened ``O_APPEND`` and fsyncs once (group commit), all without the GIL; written
+bytes are in the file even before their fsync. By default the file is also opened
+``O_DIRECT`` (``tidegate.spool.direct_io``): the buffer is page-aligned and the group ends
 with a padding record that takes the segment to the next multiple of 4096 bytes (to the one
 after when the gap is under 12 bytes), and so does the header. Where the filesystem refuses
 ``O_DIRECT``, and with ``fsync=False``, the records go back to back through the page cache
-with one ``os.writev`` and no padding. With ``fsync=False`` nothing is fsynced and a record
-is durable once written. A segment ends after the group that takes it past
-``segment_bytes``; the next one's header and directory entry are fsynced before it is used.
-Appends go only to a segment this process created, never after a recovered tail.
-``release()`` deletes a sealed segment once all its valid records are committed, so an empty
-one goes at the first call. A segment's size, and so the spool's, counts its padding: up to
-4 KiB a group, which matters only for groups of small requests.
+with no padding. With ``fsync=False`` nothing is fsynced and a record is durable once
+written. A segment ends after the group that takes it past ``segment_bytes``; the next one's
+header and directory entry are fsynced before it is used. Appends go only to a segment this
+process created, never after a recovered tail. ``release()`` deletes a sealed segment once
+all its valid records are committed, so an empty one goes at the first call. A segment's
+size, and so the spool's, counts its padding: up to 4 KiB a group, which matters only for
+groups of small requests.
 
 Recovery, on open. A record is valid when its magic, length (within the file), CRC and body
 check; a padding record is valid when its magic, length and CRC check, and is skipped. From

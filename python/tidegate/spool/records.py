@@ -69,31 +69,6 @@ class _Damage:
     tail: bool  # no valid record follows
 
 
-def _encode(record: SpoolRecord, parts: list[bytes]) -> None:
-    """Append the record's three pieces to ``parts``; the payload is not copied."""
-    tenant = record.tenant.encode()
-    head = _BODY_HEAD.pack(
-        record.seq, record.now_ns, record.flags, len(tenant), record.request_hash
-    )
-    head += tenant
-    crc = zlib.crc32(record.payload, zlib.crc32(head))
-    length = len(head) + len(record.payload)
-    parts += (_RECORD_HEAD.pack(RECORD_MAGIC, length, crc), head, record.payload)
-
-
-def _padding(length: int, align: int) -> bytes:
-    """The padding record that takes a segment ``length`` bytes long to a multiple of
-    ``align`` (nothing when it already is, a whole extra block when the gap is too small for
-    the record's head)."""
-    gap = -length % align
-    if gap == 0:
-        return b""
-    if gap < _RECORD_HEAD.size:
-        gap += align
-    body = bytes(gap - _RECORD_HEAD.size)
-    return _RECORD_HEAD.pack(PAD_MAGIC, len(body), zlib.crc32(body)) + body
-
-
 def _padding_end(view: memoryview, pos: int) -> int | None:
     """The offset after the valid padding record at ``pos``, or None."""
     body = pos + _RECORD_HEAD.size

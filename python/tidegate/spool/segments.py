@@ -1,11 +1,10 @@
 """The segment files of a spool directory: what the spool keeps of each, the directory lock,
-writing without a copy, and recovery on open (the policy is in the ``tidegate.spool``
+creating one, and recovery on open (the policy is in the ``tidegate.spool``
 docstring)."""
 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import fcntl
 import logging
 import os
@@ -15,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tidegate.spool.direct_io import ALIGN, DirectIOUnsupportedError, open_direct
-from tidegate.spool.records import FILE_HEADER, SpoolError, SpoolRecord, _padding, _scan
+from tidegate._core import SpoolGroupWriter
+from tidegate.spool.direct_io import create_segment_file
+from tidegate.spool.records import FILE_HEADER, SpoolError, SpoolRecord, _scan
 from tidegate.spool.seqset import SeqSet
 
 # The package's name, not __name__: every spool message keeps the one logger name.
@@ -166,26 +166,14 @@ def _create_segment(
     fsync: bool,
     fsync_function: Callable[[int], None],
     direct: bool,
-) -> tuple[_Segment, int, bool]:
+) -> tuple[_Segment, int, SpoolGroupWriter]:
     """Create segment ``number`` holding only the file header, with the header and the
-    directory entry fsynced unless ``fsync`` is off; return it, its ``O_APPEND`` fd and
-    whether the fd writes with ``O_DIRECT`` (asked for with ``direct``; the header is then
-    padded to ``ALIGN`` with a padding record, and a filesystem that refuses it gets a
-    page-cache fd)."""
-    segment = _Segment(number, directory / f"{number:016d}.seg", size=len(FILE_HEADER))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-    fd = -1
-    if direct:
-        try:
-            fd = open_direct(segment.path, flags, [FILE_HEADER, _padding(len(FILE_HEADER), ALIGN)])
-            segment.size = ALIGN
-        except DirectIOUnsupportedError as exc:
-            log.info("spool %s: writing through the page cache: %s", directory, exc)
-            direct = False
+    directory entry fsynced unless ``fsync`` is off; return it, its ``O_APPEND`` fd and the
+    writer for its groups (``create_segment_file``: ``O_DIRECT`` if ``direct`` and the
+    filesystem allows it)."""
+    path = directory / f"{number:016d}.seg"
+    fd, writer, written = create_segment_file(path, FILE_HEADER, direct=direct)
     try:
-        if fd < 0:
-            fd = os.open(segment.path, flags, 0o644)
-            _write_all(fd, [FILE_HEADER])
         if fsync:
             fsync_function(fd)
             directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -194,10 +182,9 @@ def _create_segment(
             finally:
                 os.close(directory_fd)
     except BaseException:
-        if fd >= 0:
-            os.close(fd)
+        os.close(fd)
         raise
-    return segment, fd, direct
+    return _Segment(number, path, size=written), fd, writer
 
 
 def _lock_directory(directory: Path) -> int:
@@ -211,20 +198,3 @@ def _lock_directory(directory: Path) -> int:
         os.close(fd)
         raise
     return fd
-
-
-def _write_all(fd: int, parts: list[bytes]) -> int:
-    """Write ``parts`` in order with one writev unless the kernel takes less; no copy."""
-    buffers: list[bytes | memoryview] = [part for part in parts if part]
-    total = first = 0
-    while first < len(buffers):
-        written = os.writev(fd, buffers[first:])
-        if written == 0:
-            raise OSError(errno.EIO, "writev wrote nothing")
-        total += written
-        while first < len(buffers) and written >= len(buffers[first]):
-            written -= len(buffers[first])
-            first += 1
-        if written:
-            buffers[first] = memoryview(buffers[first])[written:]
-    return total

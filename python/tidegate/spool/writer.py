@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from tidegate.spool.direct_io import ALIGN, AlignedBuffer, write_direct
+from tidegate._core import SpoolGroupWriter
 from tidegate.spool.futures import _notify, _Pending, _settle, _Waiter
 from tidegate.spool.records import (
     FILE_HEADER,
@@ -21,8 +21,6 @@ from tidegate.spool.records import (
     SpoolError,
     SpoolFatalError,
     SpoolRecord,
-    _encode,
-    _padding,
     _replay,
 )
 from tidegate.spool.segments import (
@@ -30,16 +28,15 @@ from tidegate.spool.segments import (
     _lock_directory,
     _Recovery,
     _Segment,
-    _write_all,
 )
 from tidegate.spool.seqset import SeqSet
 
 # The package's name, not __name__: every spool message keeps the one logger name.
 log = logging.getLogger("tidegate.spool")
 
-# Bounds on one group: one writev takes three buffers a record, and past a few MiB one write
-# gains nothing per fsync while the group's first record waits for all of it (bench_spool).
-_GROUP_RECORDS = os.sysconf("SC_IOV_MAX") // 3
+# Bounds on one group: past a few MiB one write gains nothing per fsync while the group's
+# first record waits for all of it (bench_spool).
+_GROUP_RECORDS = 1024
 _GROUP_BYTES = 4 * 2**20
 
 
@@ -52,22 +49,28 @@ class Spool:
         *,
         segment_bytes: int = 64 * 2**20,
         fsync: bool = True,
-        fsync_function: Callable[[int], None] = os.fdatasync,
+        fsync_function: Callable[[int], None] | None = None,
         direct_io: bool = True,
     ) -> None:
         """Open ``directory`` (created if missing), recover what it holds and start a new
         segment for appends. With ``fsync=False`` nothing is fsynced and a record counts as
-        durable once written (memory speed: for tests and benchmarks). ``direct_io`` writes
-        groups with ``O_DIRECT`` (``tidegate.spool.direct_io``) where the filesystem allows
-        it; never with ``fsync=False``."""
+        durable once written (memory speed: for tests and benchmarks). ``fsync_function``
+        replaces ``os.fdatasync`` for every fsync (tests count and fail them); by default the
+        core fsyncs each group in the same call that writes it. ``direct_io`` writes groups
+        with ``O_DIRECT`` (``tidegate.spool.direct_io``) where the filesystem allows it; never
+        with ``fsync=False``."""
         if segment_bytes <= len(FILE_HEADER):
             raise ValueError(f"segment_bytes must be more than {len(FILE_HEADER)}")
         self._directory = Path(directory)
         self._segment_bytes = segment_bytes
         self._fsync = fsync
-        self._fsync_function = fsync_function
+        # The group's own fsync is the core's unless a function replaces it.
+        self._sync_in_core = fsync and fsync_function is None
+        self._fsync_function = fsync_function or os.fdatasync
         self._direct = direct_io and fsync
-        self._buffer: AlignedBuffer | None = None
+        self._writer: SpoolGroupWriter
+        # Groups written and fsynced (benchmarks read it).
+        self.groups_committed = 0
         # Guards what both the writer thread and callers touch: segments, durable, waiters,
         # listeners and the state flags.
         self._lock = threading.Lock()
@@ -86,7 +89,9 @@ class Spool:
             raise SpoolError(f"cannot open spool directory {self._directory}: {exc}") from exc
         try:
             try:
-                recovery = _Recovery(self._directory, fsync=fsync, fsync_function=fsync_function)
+                recovery = _Recovery(
+                    self._directory, fsync=fsync, fsync_function=self._fsync_function
+                )
                 self.recovery = recovery.run()
                 self._segments, self._next_number = recovery.segments, recovery.next_number
                 self._durable = SeqSet(self.recovery.max_seq)
@@ -236,13 +241,15 @@ class Spool:
     def _new_segment(self) -> int:
         """Create the next segment, make it the active one and return its fd."""
         number = self._next_number
-        segment, fd, self._direct = _create_segment(
+        segment, fd, self._writer = _create_segment(
             self._directory,
             number,
             fsync=self._fsync,
             fsync_function=self._fsync_function,
             direct=self._direct,
         )
+        # A filesystem that refused O_DIRECT once is not asked again.
+        self._direct = self._writer.align > 1
         self._next_number = number + 1
         with self._lock:
             self._segments.append(segment)
@@ -264,8 +271,6 @@ class Spool:
             os.close(self._fd)
         except OSError as exc:
             log.warning("spool %s: closing the active segment failed: %s", self._directory, exc)
-        if self._buffer is not None:
-            self._buffer.release()
 
     def _take_group(self) -> tuple[list[_Pending], bool]:
         """Everything queued (up to _GROUP_BYTES), waiting for the first; and whether close()
@@ -290,17 +295,12 @@ class Spool:
             _settle(group, self._fatal_error)
             return
         try:
-            parts: list[bytes] = []
-            for pending in group:
-                _encode(pending.record, parts)
-            if self._direct:
-                if self._buffer is None:
-                    self._buffer = AlignedBuffer()
-                parts.append(_padding(sum(map(len, parts)), ALIGN))
-                written = write_direct(self._fd, self._buffer.fill(parts))
-            else:
-                written = _write_all(self._fd, parts)
-            if self._fsync:
+            records = [
+                (r.seq, r.now_ns, r.flags, r.tenant.encode(), r.request_hash, r.payload)
+                for r in (pending.record for pending in group)
+            ]
+            written = self._writer.write_group(self._fd, records, sync=self._sync_in_core)
+            if self._fsync and not self._sync_in_core:
                 self._fsync_function(self._fd)
         except OSError as exc:
             self._fail(exc, group)
@@ -309,6 +309,7 @@ class Spool:
             log.exception("spool %s: unexpected error in the writer thread", self._directory)
             self._fail(exc, group)
             return
+        self.groups_committed += 1
         seqs = [pending.record.seq for pending in group]
         with self._lock:
             self._active.size += written

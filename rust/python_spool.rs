@@ -1,7 +1,9 @@
 //! `SpoolGroupWriter`: the spool's writer thread writes each group through it, with the GIL
 //! released for the encoding, the CRCs, the write and the fsync (`spool_write.rs`).
 
-use pyo3::exceptions::PyValueError;
+use std::io;
+
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -73,8 +75,24 @@ impl SpoolGroupWriter {
             record.check().map_err(PyValueError::new_err)?;
             refs.push(record);
         }
+        if fd < 0 {
+            return Err(PyValueError::new_err(format!("fd must be open, not {fd}")));
+        }
         let prefix = prefix.map_or(&[][..], |p| p.as_bytes());
         let inner = &mut self.inner;
-        Ok(without_gil(py, || inner.write(fd, prefix, &refs, sync))?)
+        without_gil(py, || inner.write(fd, prefix, &refs, sync)).map_err(os_error)
+    }
+}
+
+/// `OSError(errno, strerror)`, so that Python sees the errno (and the subclass it implies)
+/// as from `os.write`.
+fn os_error(error: io::Error) -> PyErr {
+    match error.raw_os_error() {
+        Some(code) => {
+            let text = error.to_string();
+            let strerror = text.split(" (os error").next().unwrap_or(&text).to_owned();
+            PyOSError::new_err((code, strerror))
+        }
+        None => PyOSError::new_err(error.to_string()),
     }
 }

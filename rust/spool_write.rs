@@ -63,12 +63,13 @@ pub struct GroupWriter {
 }
 
 impl GroupWriter {
-    /// `align` is 1 (records back to back, for the page cache) or a power of two (for
-    /// `O_DIRECT`, whose writes must start and end on such a boundary in memory and on disk).
+    /// `align` is 1 (records back to back, for the page cache) or a power of two from 16
+    /// (for `O_DIRECT`, whose writes must start and end on such a boundary in memory and on
+    /// disk; a gap too small for a padding record's head then fits in one more block).
     pub fn new(align: usize) -> Result<Self, String> {
-        if !align.is_power_of_two() || align > 1 << 20 {
+        if align != 1 && (!align.is_power_of_two() || !(16..=1 << 20).contains(&align)) {
             return Err(format!(
-                "align must be a power of two up to 1 MiB, not {align}"
+                "align must be 1 or a power of two from 16 to 1 MiB, not {align}"
             ));
         }
         Ok(Self {
@@ -227,10 +228,36 @@ mod tests {
     }
 
     #[test]
+    fn a_group_is_written_whole_and_errors_keep_their_errno() {
+        use std::os::fd::AsRawFd;
+        let name = format!("tidegate-spool-write-{}", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        let file = File::create(&path).unwrap();
+        let mut writer = GroupWriter::new(1).unwrap();
+        let records = [record(1, b"a", b"first"), record(2, b"", b"second")];
+        let written = writer
+            .write(file.as_raw_fd(), b"TGSPOOL1", &records, true)
+            .unwrap();
+        let expected = writer.encode(b"TGSPOOL1", &records).to_vec();
+        assert_eq!(written, expected.len());
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+        std::fs::remove_file(&path).unwrap();
+        // A read-only fd: the write fails with the kernel's EBADF, and the fd stays open.
+        let read_only = File::open("/dev/null").unwrap();
+        let error = writer
+            .write(read_only.as_raw_fd(), b"", &records, false)
+            .unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(9));
+        assert!(read_only.metadata().is_ok());
+    }
+
+    #[test]
     fn alignment_and_record_limits_are_checked() {
         assert!(GroupWriter::new(0).is_err());
         assert!(GroupWriter::new(3000).is_err());
+        assert!(GroupWriter::new(8).is_err());
         assert!(GroupWriter::new(1).is_ok());
+        assert!(GroupWriter::new(16).is_ok());
         let tenant = vec![b'a'; 65536];
         assert!(record(1, &tenant, b"").check().is_err());
         assert!(record(1, &tenant[..65535], b"").check().is_ok());

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_spool import encode_record, make_record, segment_files
-from tidegate.spool import FILE_HEADER, SeqSet, Spool, SpoolRecord
+from tidegate._core import SpoolGroupWriter
+from tidegate.spool import FILE_HEADER, SeqSet, Spool, SpoolRecord, direct_io
 from tidegate.spool.direct_io import ALIGN
 
 
@@ -312,7 +313,8 @@ def test_a_failed_group_write_fails_the_spool_and_close_still_finishes(tmp_path:
                 try:
                     await spool.append(SpoolRecord(seq, 0, "", bytes(16), bytes(5000)))
                 except SpoolFatalError as exc:
-                    print(seq, "SpoolFatalError", type(exc.__cause__).__name__)
+                    cause = exc.__cause__
+                    print(seq, "SpoolFatalError", type(cause).__name__, cause.errno)
             await spool.close()
 
         asyncio.run(main())
@@ -321,10 +323,44 @@ def test_a_failed_group_write_fails_the_spool_and_close_still_finishes(tmp_path:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "2 SpoolFatalError OSError",
-        "3 SpoolFatalError OSError",
+        "2 SpoolFatalError OSError 27",  # EFBIG, as the kernel said it
+        "3 SpoolFatalError OSError 27",
         "fatal listeners 1 thread errors []",
     ], result.stdout
     spool, replayed = reopen(tmp_path)
     assert [r.seq for r in replayed] == [1]
     close(spool)
+
+
+def test_a_filesystem_that_refuses_the_direct_write_gets_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The kernel refuses an O_DIRECT write that is not aligned (EINVAL), as some
+    filesystems refuse every O_DIRECT write: with no alignment asked for, the header's write
+    is refused and the segment falls back to the page cache."""
+    monkeypatch.setattr(direct_io, "ALIGN", 1)
+    records = [make_record(1), make_record(2)]
+    with caplog.at_level(logging.INFO, logger="tidegate.spool"):
+        spool = Spool(tmp_path)
+        append_each(spool, records)
+        close(spool)
+    assert "O_DIRECT refused, writing through the page cache" in caplog.text
+    (segment,) = segment_files(tmp_path)
+    assert segment.read_bytes() == FILE_HEADER + b"".join(map(encode_record, records))
+    spool, replayed = reopen(tmp_path)
+    assert replayed == records
+    close(spool)
+
+
+def test_the_core_writer_refuses_what_the_format_cannot_hold(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="align must be 1 or a power of two"):
+        SpoolGroupWriter(8)
+    writer = SpoolGroupWriter(ALIGN)
+    with (tmp_path / "f").open("wb") as file:
+        with pytest.raises(ValueError, match="request_hash must be 16 bytes"):
+            writer.write_group(file.fileno(), [(1, 0, 0, b"", bytes(15), b"")], sync=False)
+        with pytest.raises(ValueError, match="tenant of 65536 bytes"):
+            writer.write_group(file.fileno(), [(1, 0, 0, bytes(65536), bytes(16), b"")], sync=False)
+        with pytest.raises(ValueError, match="fd must be open"):
+            writer.write_group(-1, [], sync=False)
+    assert (tmp_path / "f").stat().st_size == 0

@@ -55,9 +55,9 @@ def _create(
     writer = SpoolGroupWriter(align)
     try:
         fd = os.open(path, _FLAGS | extra_flags, 0o644)
-    except OSError:
+    except OSError as exc:
         # Some filesystems create the file before they refuse a flag.
-        if extra_flags:
+        if extra_flags and exc.errno == errno.EINVAL:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         raise

@@ -37,7 +37,7 @@ STORED_POINTS_SQL = (
     " + (SELECT count(*) FROM exp_histogram_points) + (SELECT count(*) FROM summary_points)"
 )
 SEGMENT_BYTES = 64 * 2**20  # the daemon's default spool.segment_bytes
-APPENDS_IN_FLIGHT = 64  # concurrent appends while building: one writev per group
+APPENDS_IN_FLIGHT = 64  # concurrent appends while building: one write per group
 
 
 @dataclass

@@ -44,7 +44,9 @@ impl SpoolGroupWriter {
 
     /// Write `prefix` (a segment's file header, or b"") and `records`, padded, to `fd`;
     /// fdatasync it when `sync`. Returns the bytes written. Raises OSError (with its errno)
-    /// when the write or the fsync fails, ValueError for a record the format cannot hold.
+    /// when the write or the fsync fails, ValueError for a record the format cannot hold or
+    /// a negative fd (pyo3's OverflowError or TypeError for fields of the wrong range or
+    /// type, which `SpoolRecord` checks first).
     #[pyo3(signature = (fd, records, *, sync, prefix = None))]
     fn write_group(
         &mut self,

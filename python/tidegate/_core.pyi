@@ -327,8 +327,11 @@ class SpoolGroupWriter:
     ) -> int:
         """Write ``prefix`` (a segment's file header) and ``records`` (seq, now_ns, flags,
         utf-8 tenant, 16-byte request hash, payload), padded, to ``fd``; fdatasync when
-        ``sync``. Returns the bytes written. ``OSError`` when the write or the fsync fails,
-        ``ValueError`` for a record the format cannot hold."""
+        ``sync``. Returns the bytes written. ``OSError`` (with its errno) when the write or the
+        fsync fails, ``ValueError`` for a record the format cannot hold (a hash not of 16
+        bytes, a tenant over 65535 bytes, a body over 4 GiB) or a negative fd;
+        ``OverflowError`` or ``TypeError`` for fields out of their integer range or not
+        ``bytes`` (``SpoolRecord`` checks those first)."""
 
 @final
 class TraceSettings:

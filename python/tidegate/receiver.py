@@ -16,6 +16,7 @@ being stored again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -165,13 +166,19 @@ class Receiver:
         if first is not None:
             return self._duplicate(signal, tenant, first.response, started)
         marker = intake.begin(digest)
+        # A task of its own, so that a call that goes away (its deadline, a cancel) while the
+        # request is decoded or spooled does not stop halfway: by then the core may have
+        # given it a sequence number that the writer waits for, and a resend of the same
+        # bytes waits for this marker.
+        accepting = asyncio.ensure_future(self._accept(signal, request, tenant, digest))
+        accepting.add_done_callback(functools.partial(_settle_marker, intake, digest, marker))
         try:
-            response = await self._accept(signal, request, tenant, digest)
+            response = await asyncio.shield(accepting)
+        except asyncio.CancelledError:
+            accepting.add_done_callback(functools.partial(_log_unanswered, signal.name))
+            raise
         except Exception as exc:  # noqa: BLE001 - every failure is answered with its status
-            intake.finish(digest, marker)
             await self._refuse(signal, tenant, exc, started, context)
-        marker.set_result(response)
-        intake.finish(digest, marker)
         tm.requests.labels(signal.name, tenant, "OK").inc()
         tm.export_duration.labels(signal.name).observe(time.perf_counter() - started)
         return response
@@ -297,3 +304,24 @@ class Receiver:
                 self._spool_full_since = None
             return
         raise BackpressureError(reason, ingest.retry_after_seconds)
+
+
+def _settle_marker(
+    intake: Intake, digest: bytes, marker: asyncio.Future[bytes], accepting: asyncio.Future[bytes]
+) -> None:
+    """Once a request is accepted (or failed): resends of the same bytes waiting on
+    ``marker`` get its answer (or are tried on their own)."""
+    if not accepting.cancelled() and accepting.exception() is None:
+        marker.set_result(accepting.result())
+    intake.finish(digest, marker)
+
+
+def _log_unanswered(signal: str, accepting: asyncio.Future[bytes]) -> None:
+    """A request whose call went away: say how its acceptance ended, since no one answers
+    it."""
+    if accepting.cancelled():
+        log.warning("%s request of a call that went away: cancelled before it was accepted", signal)
+    elif (error := accepting.exception()) is not None:
+        log.warning("%s request of a call that went away was not accepted: %s", signal, error)
+    else:
+        log.debug("%s request of a call that went away was accepted and spooled", signal)

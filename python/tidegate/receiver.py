@@ -103,6 +103,8 @@ class Receiver:
         self._spool_full_since: float | None = None
         self._spool_refused_at = 0.0
         # The Rust core releases the GIL, so these threads decode in parallel.
+        # The acceptance of each request under way (see `export`).
+        self._accepting: set[asyncio.Future[bytes]] = set()
         self._executor = ThreadPoolExecutor(
             max_workers=config.ingest.decode_threads, thread_name_prefix="tidegate-decode"
         )
@@ -134,6 +136,9 @@ class Receiver:
     async def close(self) -> None:
         # Waiting for the decode threads blocks; keep it off the event loop.
         await asyncio.to_thread(self._executor.shutdown, wait=True)
+        # Requests whose calls went away finish being accepted (spooled) before the spools
+        # close, which the daemon does after this.
+        await asyncio.gather(*self._accepting, return_exceptions=True)
 
     async def export(
         self,
@@ -172,6 +177,8 @@ class Receiver:
         # bytes waits for this marker.
         accepting = asyncio.ensure_future(self._accept(signal, request, tenant, digest))
         accepting.add_done_callback(functools.partial(_settle_marker, intake, digest, marker))
+        self._accepting.add(accepting)
+        accepting.add_done_callback(self._accepting.discard)
         try:
             response = await asyncio.shield(accepting)
         except asyncio.CancelledError:
@@ -230,11 +237,12 @@ class Receiver:
                 summary = await loop.run_in_executor(
                     self._executor, signal.ingest, request, now_ns, tenant
                 )
-            # It has a sequence number now (in the core, or deferred): it must reach the spool
-            # even if this call is cancelled, or the writer would wait for it forever.
+            # It has a sequence number now (in the core, or deferred): it must reach the spool,
+            # or the writer would wait for it forever. `export` runs this in a task that the
+            # call's cancellation does not reach.
             record = SpoolRecord(summary.seq, now_ns, tenant, digest, request)
             appending = time.perf_counter()
-            await asyncio.shield(signal.intake.persist(record, summary.response))
+            await signal.intake.persist(record, summary.response)
             self._telemetry.spool_append_duration.labels(signal.name).observe(
                 time.perf_counter() - appending
             )
@@ -318,10 +326,12 @@ def _settle_marker(
 
 def _log_unanswered(signal: str, accepting: asyncio.Future[bytes]) -> None:
     """A request whose call went away: say how its acceptance ended, since no one answers
-    it."""
+    it (as `_refuse` would have: a traceback for an internal error)."""
     if accepting.cancelled():
         log.warning("%s request of a call that went away: cancelled before it was accepted", signal)
-    elif (error := accepting.exception()) is not None:
-        log.warning("%s request of a call that went away was not accepted: %s", signal, error)
+    elif (error := accepting.exception()) is None:
+        log.info("%s request of a call that went away: accepted all the same", signal)
+    elif status_for(error).code is grpc.StatusCode.INTERNAL:
+        log.error("%s request of a call that went away failed", signal, exc_info=error)
     else:
-        log.debug("%s request of a call that went away was accepted and spooled", signal)
+        log.info("%s request of a call that went away was not accepted: %s", signal, error)

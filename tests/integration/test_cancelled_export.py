@@ -13,19 +13,12 @@ import pytest
 
 from tests import payloads as p
 from tests.conftest import RunningDaemon, make_config
+from tests.integration.test_spool import stored_points
 
 # 0.06-0.2 s of decoding here: some of the deadlines below pass while it runs (one that
 # passes before the request reached the handler makes its resend the first delivery).
 BIG_POINTS = 200_000
 DEADLINES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
-
-
-def stored(daemon: RunningDaemon) -> dict[str, int]:
-    rows = daemon.query(
-        """SELECT s.metric_name, sum(c.point_count) AS n FROM point_chunks c
-           JOIN series s ON s.id = c.series_id GROUP BY 1"""
-    )
-    return {r["metric_name"]: r["n"] for r in rows}
 
 
 def test_a_call_that_gives_up_during_its_decode_is_stored_once_and_stalls_nothing(
@@ -62,6 +55,6 @@ def test_a_call_that_gives_up_during_its_decode_is_stored_once_and_stalls_nothin
         # And the writer waited forever for the sequence numbers of the requests whose calls
         # went away mid-decode: this drain never returned.
         daemon.call(daemon.daemon.writer.drain(), timeout=30)
-        assert stored(daemon) == {**dict.fromkeys(requests, BIG_POINTS), "after": 10}
+        assert stored_points(daemon) == {**dict.fromkeys(requests, BIG_POINTS), "after": 10}
     finally:
         daemon.stop()

@@ -25,7 +25,8 @@ asyncio.run(main())
 """
 
 
-def fork_messages(first_import: str) -> list[str]:
+def fork_probe(first_import: str) -> tuple[int, list[str]]:
+    """The probe's exit status and gRPC's messages about the fork."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
     env["GRPC_VERBOSITY"] = "debug"
     done = subprocess.run(
@@ -34,11 +35,14 @@ def fork_messages(first_import: str) -> list[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
+        check=False,
     )
-    return [line for line in done.stderr.splitlines() if "fork()" in line]
+    return done.returncode, [line for line in done.stderr.splitlines() if "fork()" in line]
 
 
 def test_the_command_turns_grpc_fork_handlers_off() -> None:
-    assert fork_messages("grpc") != [], "gRPC's handlers see a fork when left on"
-    assert fork_messages("cli") == []
+    # Left on, gRPC's handlers see the fork; with both cores busy the forked child dies of
+    # SIGABRT now and then (the probe then exits 1), which is why the command turns them off.
+    _, messages = fork_probe("grpc")
+    assert messages != [], "gRPC's handlers see a fork when left on"
+    assert fork_probe("cli") == (0, [])

@@ -102,9 +102,9 @@ class Receiver:
         # when it last did.
         self._spool_full_since: float | None = None
         self._spool_refused_at = 0.0
-        # The Rust core releases the GIL, so these threads decode in parallel.
         # The acceptance of each request under way (see `export`).
         self._accepting: set[asyncio.Future[bytes]] = set()
+        # The Rust core releases the GIL, so these threads decode in parallel.
         self._executor = ThreadPoolExecutor(
             max_workers=config.ingest.decode_threads, thread_name_prefix="tidegate-decode"
         )

@@ -69,29 +69,35 @@ class _Damage:
     tail: bool  # no valid record follows
 
 
-def _padding_end(view: memoryview, pos: int) -> int | None:
-    """The offset after the valid padding record at ``pos``, or None."""
+def _frame_at(
+    view: memoryview, pos: int, magic: int, min_length: int = 0
+) -> tuple[int, int] | None:
+    """The body's start and end of the valid ``magic`` frame (record or padding) at ``pos``:
+    magic, a body of at least ``min_length`` within the file, its CRC; or None."""
     body = pos + _RECORD_HEAD.size
     if body > len(view):
         return None
-    magic, length, crc = _RECORD_HEAD.unpack_from(view, pos)
+    found, length, crc = _RECORD_HEAD.unpack_from(view, pos)
     end: int = body + length
-    if magic != PAD_MAGIC or end > len(view) or zlib.crc32(view[body:end]) != crc:
+    if found != magic or length < min_length or end > len(view):
         return None
-    return end
+    if zlib.crc32(view[body:end]) != crc:
+        return None
+    return body, end
+
+
+def _padding_end(view: memoryview, pos: int) -> int | None:
+    """The offset after the valid padding record at ``pos``, or None."""
+    frame = _frame_at(view, pos, PAD_MAGIC)
+    return None if frame is None else frame[1]
 
 
 def _decode_at(view: memoryview, pos: int) -> tuple[SpoolRecord, int] | None:
     """The valid record at ``pos`` and the offset after it, or None."""
-    body = pos + _RECORD_HEAD.size
-    if body > len(view):
+    frame = _frame_at(view, pos, RECORD_MAGIC, _BODY_HEAD.size)
+    if frame is None:
         return None
-    magic, length, crc = _RECORD_HEAD.unpack_from(view, pos)
-    end = body + length
-    if magic != RECORD_MAGIC or length < _BODY_HEAD.size or end > len(view):
-        return None
-    if zlib.crc32(view[body:end]) != crc:
-        return None
+    body, end = frame
     seq, now_ns, flags, tenant_len, request_hash = _BODY_HEAD.unpack_from(view, body)
     tenant_end = body + _BODY_HEAD.size + tenant_len
     if tenant_end > end:

@@ -157,14 +157,17 @@ class Receiver:
         tm.request_bytes.labels(signal.name).inc(len(request))
         intake = signal.intake
         digest = request_hash(signal.name, tenant, request)
-        first = intake.recent.get(digest, time.time_ns())
-        if first is None and (pending := intake.in_flight(digest)) is not None:
-            # The same bytes are being accepted right now: answer as that call is answered
-            # (when it fails, this one is tried on its own).
+        while (first := intake.recent.get(digest, time.time_ns())) is None:
+            if (pending := intake.in_flight(digest)) is None:
+                break
+            # The same bytes are being accepted right now: answer as that call is answered.
+            # When it fails, look again: another resend that waited with this one may have
+            # begun by now, and this one then waits for it rather than being stored twice.
             try:
                 response = await asyncio.shield(pending)
             except asyncio.CancelledError:
                 if not pending.cancelled():
+                    tm.requests.labels(signal.name, tenant, "CANCELLED").inc()
                     raise  # this call itself was cancelled
             else:
                 return self._duplicate(signal, tenant, response, started)
@@ -182,6 +185,8 @@ class Receiver:
         try:
             response = await asyncio.shield(accepting)
         except asyncio.CancelledError:
+            # The call went away (its deadline, its client); the acceptance goes on.
+            tm.requests.labels(signal.name, tenant, "CANCELLED").inc()
             accepting.add_done_callback(functools.partial(_log_unanswered, signal.name))
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is answered with its status

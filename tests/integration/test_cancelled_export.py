@@ -13,7 +13,7 @@ import pytest
 
 from tests import payloads as p
 from tests.conftest import RunningDaemon, make_config
-from tests.integration.test_spool import stored_points
+from tests.integration.test_spool import sample, stored_points
 
 # 0.06-0.2 s of decoding here: some of the deadlines below pass while it runs (one that
 # passes before the request reached the handler makes its resend the first delivery).
@@ -56,5 +56,10 @@ def test_a_call_that_gives_up_during_its_decode_is_stored_once_and_stalls_nothin
         # went away mid-decode: this drain never returned.
         daemon.call(daemon.daemon.writer.drain(), timeout=30)
         assert stored_points(daemon) == {**dict.fromkeys(requests, BIG_POINTS), "after": 10}
+        # Each call that went away mid-acceptance is counted (and logged once its request is
+        # in); one that gave up before reaching the handler never was a call to the daemon.
+        went_away = caplog.text.count("request of a call that went away")
+        labels = {"signal": "metrics", "tenant": "default", "status": "CANCELLED"}
+        assert sample(daemon, "tidegate_export_requests_total", labels) == went_away
     finally:
         daemon.stop()

@@ -12,7 +12,7 @@ use crate::reject::{Reason, Reject};
 pub const MAX_DEPTH: usize = 32;
 
 /// Limits applied to every attribute set (resource, scope, point).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttributeLimits {
     /// Most key/value pairs in one top-level set (nested kvlists are bounded by request size).
     pub max_attributes: usize,

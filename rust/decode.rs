@@ -3,6 +3,7 @@
 
 use crate::attributes::{check_str, encode_attribute_set, put_field, AttributeLimits};
 use crate::histogram_chunks::BucketLayout;
+use crate::key_cache::{KeyCache, KEY_CACHE};
 use crate::otlp_view::{DataKind, MetricView, RequestView, ScopeView};
 use crate::reject::{Reason, Reject, Rejections};
 use crate::rows;
@@ -37,6 +38,16 @@ pub fn stage_request<'a>(
     now_ns: i64,
     limits: &Limits,
 ) -> StagedRequest<'a> {
+    KEY_CACHE.with_borrow_mut(|keys| stage_with(view, tenant, now_ns, limits, keys))
+}
+
+fn stage_with<'a>(
+    view: RequestView<'a>,
+    tenant: &str,
+    now_ns: i64,
+    limits: &Limits,
+    keys: &mut KeyCache,
+) -> StagedRequest<'a> {
     let mut stager = Stager {
         attr_limits: AttributeLimits {
             max_attributes: limits.max_attributes,
@@ -52,7 +63,9 @@ pub fn stage_request<'a>(
         points: Vec::with_capacity(view.points.len()),
         rows: Default::default(),
         rejections: Rejections::default(),
+        keys,
     };
+    stager.keys.begin(stager.attr_limits, view.points.len());
     let mut total_points = 0u64;
     let (mut resource_buf, mut scope_buf) = (Vec::new(), Vec::new());
     for (ri, resource) in view.resources.iter().enumerate() {
@@ -105,6 +118,7 @@ pub fn stage_request<'a>(
                     &scope_buf,
                 );
                 let prefix = stager.key_buf.len();
+                let prefix_id = stager.keys.prefix(&stager.key_buf);
                 for pi in metric.points.start..metric.points.end {
                     let origin = PointOrigin {
                         resource: ri as u32,
@@ -112,7 +126,7 @@ pub fn stage_request<'a>(
                         metric: mi,
                         point: pi,
                     };
-                    stager.stage_point(&view, origin, metric, kind, prefix);
+                    stager.stage_point(&view, origin, metric, kind, (prefix, prefix_id));
                 }
             }
         }
@@ -134,7 +148,7 @@ pub fn stage_request<'a>(
 }
 
 /// Scratch state of one `stage_request` call, reused across points.
-struct Stager {
+struct Stager<'k> {
     attr_limits: AttributeLimits,
     window: TimeWindow,
     scratch: Vec<u32>,
@@ -143,16 +157,17 @@ struct Stager {
     points: Vec<StagedPoint>,
     rows: [Vec<u8>; ROW_TABLES],
     rejections: Rejections,
+    keys: &'k mut KeyCache,
 }
 
-impl Stager {
+impl Stager<'_> {
     fn stage_point(
         &mut self,
         view: &RequestView<'_>,
         origin: PointOrigin,
         metric: &MetricView<'_>,
         kind: DataKind,
-        prefix: usize,
+        prefix: (usize, u32),
     ) {
         match self.try_stage(view, origin, kind, prefix) {
             Ok(point) => self.points.push(point),
@@ -165,7 +180,7 @@ impl Stager {
         view: &RequestView<'_>,
         origin: PointOrigin,
         kind: DataKind,
-        prefix: usize,
+        (prefix, prefix_id): (usize, u32),
     ) -> Result<StagedPoint, Reject> {
         let p = &view.points[origin.point as usize];
         if p.flags & FLAG_NO_RECORDED_VALUE != 0 {
@@ -188,16 +203,26 @@ impl Stager {
             }
             DataKind::Summary => validate::check_summary(view, p).map(|()| None)?,
         };
-        self.key_buf.truncate(prefix);
-        encode_attribute_set(
-            view,
-            view.attrs(p.attributes),
-            &self.attr_limits,
-            "point attribute",
-            &mut self.scratch,
-            &mut self.key_buf,
-        )?;
-        let key = SeriesKey::of_canonical(&self.key_buf);
+        let digest = p.attributes_digest;
+        let key = match self.keys.get(prefix_id, digest).filter(|_| digest != 0) {
+            Some(key) => key,
+            None => {
+                self.key_buf.truncate(prefix);
+                encode_attribute_set(
+                    view,
+                    view.attrs(p.attributes),
+                    &self.attr_limits,
+                    "point attribute",
+                    &mut self.scratch,
+                    &mut self.key_buf,
+                )?;
+                let key = SeriesKey::of_canonical(&self.key_buf);
+                if digest != 0 {
+                    self.keys.insert(prefix_id, digest, key);
+                }
+                key
+            }
+        };
         let payload = match number {
             Some((value, start_ns, is_sum)) => Payload::Number {
                 value,

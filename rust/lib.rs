@@ -19,6 +19,7 @@ pub mod exp_buckets;
 pub mod histogram_chunks;
 pub mod histogram_quantile;
 pub mod ingest;
+pub mod key_cache;
 pub mod live_settings;
 pub mod otlp_decode;
 mod otlp_points;

@@ -5,6 +5,7 @@ use crate::otlp_decode::{Decoder, Fail, Res};
 use crate::otlp_view::{AnyView, BucketsView, DataKind, KeyValueView, NumberValue, PointView};
 use crate::otlp_view::{Quantile, Span};
 use crate::wire::{repeated_fixed64, repeated_varint, zigzag32, Reader};
+use xxhash_rust::xxh3::xxh3_128;
 
 use DataKind::{ExponentialHistogram as Exp, Gauge, Histogram, Sum, Summary};
 
@@ -21,12 +22,25 @@ impl<'a> Decoder<'a> {
         let counts_start = self.view.u64s.len();
         let bounds_start = self.view.f64s.len();
         let quantiles_start = self.view.quantiles.len();
+        // The bytes of the attribute fields, while they are one run (as every encoder writes
+        // them): the key cache of `decode.rs` knows a series by them.
+        let mut run: Option<(usize, usize)> = None;
+        let mut one_run = true;
         let mut r = Reader::new(bytes);
         while !r.is_empty() {
+            let field_start = bytes.len() - r.remaining();
             let (tag, t) = r.key()?;
             if tag == attributes_tag {
                 let kv = self.key_value(&mut r, t, ctx)?;
                 self.view.kvs.push(kv);
+                let field_end = bytes.len() - r.remaining();
+                run = match run {
+                    None => Some((field_start, field_end)),
+                    Some((start, end)) => {
+                        one_run &= end == field_start;
+                        Some((start, field_end))
+                    }
+                };
                 continue;
             }
             let double = |r: &mut Reader<'a>| r.fixed64_field(t).map(f64::from_bits);
@@ -73,6 +87,11 @@ impl<'a> Decoder<'a> {
             }
         }
         p.attributes = Span::to_end(kv_start, &self.view.kvs);
+        p.attributes_digest = match run {
+            _ if !one_run => 0,
+            Some((start, end)) => xxh3_128(&bytes[start..end]),
+            None => xxh3_128(&[]),
+        };
         if kind == Histogram {
             p.bucket_counts = Span::to_end(counts_start, &self.view.u64s);
             p.explicit_bounds = Span::to_end(bounds_start, &self.view.f64s);

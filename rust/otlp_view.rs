@@ -125,6 +125,8 @@ pub struct BucketsView {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PointView {
     pub attributes: Span,
+    /// xxh3-128 of the attribute fields' bytes when they are one run, else 0.
+    pub attributes_digest: u128,
     pub start_time_unix_nano: u64,
     pub time_unix_nano: u64,
     pub flags: u32,

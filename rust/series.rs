@@ -177,6 +177,13 @@ impl Hasher for IdHasher {
     fn write_i64(&mut self, n: i64) {
         self.write_u64(n as u64);
     }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64);
+        self.write_u64((n >> 64) as u64);
+    }
 }
 
 /// `HashMap` keyed by series ids (or tuples of them) with [`IdHasher`].

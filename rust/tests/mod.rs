@@ -11,6 +11,7 @@ mod test_decode;
 mod test_differential;
 mod test_histogram_chunks;
 mod test_ingest;
+mod test_key_cache;
 mod test_rejections;
 mod test_replay;
 mod test_series;

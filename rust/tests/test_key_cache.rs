@@ -1,0 +1,154 @@
+//! The per-thread key cache (`key_cache.rs`): a point whose attribute bytes were seen before
+//! gets the key it would get from its canonical form, under its own metric and limits only.
+
+use prost::Message;
+
+use super::builder::*;
+use super::random_requests::*;
+use crate::decode::stage_request;
+use crate::key_cache::{KEY_CACHE, MAX_KEYS};
+use crate::otlp_decode::decode_request;
+use crate::reject::Reason;
+use crate::series::SeriesKey;
+use crate::staged::{Limits, StagedPoint};
+
+fn staged(bytes: &[u8], limits: &Limits) -> (Vec<StagedPoint>, String) {
+    let mut spare = Vec::new();
+    let view = decode_request(bytes, &mut spare).unwrap();
+    let staged = stage_request(view, "default", NOW, limits);
+    (staged.points, staged.rejections.message(3))
+}
+
+/// Staged on a thread of its own, whose cache starts empty.
+fn staged_cold(bytes: &[u8], limits: Limits) -> (Vec<StagedPoint>, String) {
+    let bytes = bytes.to_vec();
+    std::thread::spawn(move || staged(&bytes, &limits))
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn cached_keys_are_the_keys_of_the_canonical_form() {
+    let mut rng = Rng(0x6b65_7973);
+    let limits = Limits::default();
+    let requests: Vec<Vec<u8>> = (0..300)
+        .map(|_| random_request(&mut rng).encode_to_vec())
+        .collect();
+    // Every request twice in a row on this thread (the second from the cache, and the
+    // requests share attribute sets and metric names), against a thread that saw none.
+    for bytes in &requests {
+        let cold = staged_cold(bytes, limits);
+        assert_eq!(staged(bytes, &limits), cold);
+        assert_eq!(staged(bytes, &limits), cold);
+    }
+}
+
+#[test]
+fn one_attribute_set_under_two_metrics_has_two_keys() {
+    let a = attrs(&[("host", "h1"), ("region", "eu")]);
+    let bytes = request(vec![
+        gauge("first", vec![number(T, 1.0, a.clone())]),
+        gauge("second", vec![number(T, 2.0, a.clone())]),
+        gauge("first", vec![number(T, 3.0, a)]),
+    ]);
+    let limits = Limits::default();
+    for _ in 0..2 {
+        let (points, _) = staged(&bytes, &limits);
+        let keys: Vec<SeriesKey> = points.iter().map(|p| p.key).collect();
+        assert_eq!(keys.len(), 3);
+        assert_ne!(keys[0], keys[1]);
+        assert_eq!(keys[0], keys[2]);
+    }
+}
+
+#[test]
+fn a_change_of_limits_checks_the_attributes_again() {
+    let bytes = request(vec![gauge(
+        "limited",
+        vec![number(T, 1.0, attrs(&[("a", "1"), ("b", "2"), ("c", "3")]))],
+    )]);
+    let wide = Limits::default();
+    let narrow = Limits {
+        max_attributes: 2,
+        ..Limits::default()
+    };
+    let short = Limits {
+        max_attribute_value_bytes: 0,
+        ..Limits::default()
+    };
+    assert_eq!(staged(&bytes, &wide).0.len(), 1);
+    let (points, message) = staged(&bytes, &narrow);
+    assert!(points.is_empty());
+    assert!(message.contains("point attribute"), "{message}");
+    assert_eq!(staged(&bytes, &wide).0.len(), 1);
+    assert!(staged(&bytes, &short).0.is_empty());
+    assert_eq!(staged(&bytes, &wide), staged_cold(&bytes, wide));
+}
+
+#[test]
+fn refused_attribute_sets_are_refused_every_time() {
+    let duplicate = attrs(&[("k", "1"), ("k", "2")]);
+    let bytes = request(vec![gauge("dup", vec![number(T, 1.0, duplicate)])]);
+    let limits = Limits::default();
+    for _ in 0..3 {
+        let mut spare = Vec::new();
+        let view = decode_request(&bytes, &mut spare).unwrap();
+        let staged = stage_request(view, "default", NOW, &limits);
+        assert!(staged.points.is_empty());
+        assert_eq!(staged.rejections.count(Reason::DuplicateAttributeKey), 1);
+    }
+}
+
+/// A point whose attribute fields are split by another field: no cache, the same key.
+#[test]
+fn attributes_split_by_other_fields_get_the_same_key() {
+    let pair = |k: &str, v: &str| kv(k, str_value(v)).encode_to_vec();
+    let point = |split: bool| {
+        let mut p = Vec::new();
+        ld(&mut p, 7, &pair("host", "h1"));
+        if split {
+            f64_field(&mut p, 3, T);
+        }
+        ld(&mut p, 7, &pair("region", "eu"));
+        if !split {
+            f64_field(&mut p, 3, T);
+        }
+        f64_field(&mut p, 4, 1.5f64.to_bits());
+        let mut gauge = Vec::new();
+        ld(&mut gauge, 1, &p);
+        let mut metric = Vec::new();
+        ld(&mut metric, 1, b"split");
+        ld(&mut metric, 5, &gauge);
+        wrap_metric(&metric)
+    };
+    let (joined, split) = (point(false), point(true));
+    let mut spare = Vec::new();
+    let digests: Vec<u128> = [&joined, &split]
+        .iter()
+        .map(|bytes| decode_request(bytes, &mut spare).unwrap().points[0].attributes_digest)
+        .collect();
+    assert_ne!(digests[0], 0);
+    assert_eq!(digests[1], 0, "a split run is not cached");
+    let limits = Limits::default();
+    let key = |bytes: &[u8]| staged(bytes, &limits).0[0].key;
+    assert_eq!(key(&joined), key(&split));
+    assert_eq!(key(&split), staged_cold(&split, limits).0[0].key);
+}
+
+#[test]
+fn a_full_cache_starts_over_between_requests() {
+    let limits = Limits::default();
+    let series = |from: usize| {
+        let points = (from..from + 1000)
+            .map(|i| number(T, 1.0, attrs(&[("i", &i.to_string())])))
+            .collect();
+        request(vec![gauge("many", points)])
+    };
+    let first = series(0);
+    let before = staged(&first, &limits);
+    for n in 1..140 {
+        staged(&series(n * 1000), &limits);
+    }
+    assert!(KEY_CACHE.with_borrow(|cache| cache.len()) <= MAX_KEYS);
+    assert_eq!(staged(&first, &limits), before);
+}

@@ -89,6 +89,12 @@ impl Judge<'_, '_> {
         key: SeriesKey,
         new: &mut bool,
     ) -> Verdict {
+        if !self.dry_run {
+            if let Some(admission) = registry.admit_active(key, self.now_ns) {
+                *new = admission == Admission::New;
+                return Verdict::Accept;
+            }
+        }
         match registry.status(key) {
             SeriesStatus::Collision => {
                 if !self.dry_run {

@@ -234,6 +234,19 @@ pub struct SeriesRegistry {
     collided: HashSet<u64, BuildHasherDefault<IdHasher>>,
 }
 
+/// A known series' accepted point at `now_ns`: active from now on; `New` when its `series`
+/// row is due again (`written` counts the series written).
+fn record_point(s: &mut SeriesState, written: &mut usize, now_ns: i64) -> Admission {
+    s.last_active_ns = s.last_active_ns.max(now_ns);
+    s.active = true;
+    if s.written {
+        return Admission::Known;
+    }
+    s.written = true;
+    *written += 1;
+    Admission::New
+}
+
 impl SeriesRegistry {
     /// Whether `key` is active, inactive or collides; records nothing.
     pub fn status(&self, key: SeriesKey) -> SeriesStatus {
@@ -243,6 +256,17 @@ impl SeriesRegistry {
             Some(s) if s.active => SeriesStatus::Active,
             Some(_) => SeriesStatus::Inactive,
         }
+    }
+
+    /// Records a point of `key` arriving at `now_ns` when the series is active (so it needs no
+    /// room) and does not collide: `admit`'s answer, in one lookup instead of `status`'s and
+    /// `admit`'s. None when the series is unknown, idle or collides.
+    pub fn admit_active(&mut self, key: SeriesKey, now_ns: i64) -> Option<Admission> {
+        let s = self.known.get_mut(&key.id)?;
+        if s.fingerprint != key.fingerprint || !s.active {
+            return None;
+        }
+        Some(record_point(s, &mut self.written, now_ns))
     }
 
     /// Records an accepted point of `key` arriving at `now_ns`: the series is active from
@@ -265,18 +289,7 @@ impl SeriesRegistry {
                 self.collided.insert(key.id);
                 Admission::Collision
             }
-            Entry::Occupied(mut e) => {
-                let s = e.get_mut();
-                s.last_active_ns = s.last_active_ns.max(now_ns);
-                s.active = true;
-                if s.written {
-                    Admission::Known
-                } else {
-                    s.written = true;
-                    self.written += 1;
-                    Admission::New
-                }
-            }
+            Entry::Occupied(mut e) => record_point(e.get_mut(), &mut self.written, now_ns),
         }
     }
 

@@ -4,6 +4,7 @@
 use crate::attributes::{check_str, encode_attribute_set, put_field, AttributeLimits};
 use crate::histogram_chunks::BucketLayout;
 use crate::key_cache::{KeyCache, KEY_CACHE};
+use crate::otlp_decode::decode_lazy_attributes;
 use crate::otlp_view::{DataKind, MetricView, RequestView, ScopeView};
 use crate::reject::{Reason, Reject, Rejections};
 use crate::rows;
@@ -208,9 +209,19 @@ impl Stager<'_> {
             Some(key) => key,
             None => {
                 self.key_buf.truncate(prefix);
+                // Attributes left undecoded (their bytes decoded before, under another
+                // metric or before the cache started over) are decoded aside.
+                let mut aside = RequestView::default();
+                let (view, attributes) = match p.lazy {
+                    0 => (view, view.attrs(p.attributes)),
+                    n => {
+                        let span = decode_lazy_attributes(&mut aside, &view.lazy[n as usize - 1]);
+                        (&aside, aside.attrs(span))
+                    }
+                };
                 encode_attribute_set(
                     view,
-                    view.attrs(p.attributes),
+                    attributes,
                     &self.attr_limits,
                     "point attribute",
                     &mut self.scratch,

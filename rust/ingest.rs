@@ -236,7 +236,7 @@ impl MetricsCore {
         limited: bool,
     ) -> Result<IngestOutcome, CoreError> {
         let mut spare = Vec::new();
-        let view = otlp_decode::decode_request(bytes, &mut spare)?;
+        let view = otlp_decode::decode_request_lazy(bytes, &mut spare)?;
         let mut staged = decode::stage_request(view, tenant, now_ns, &self.limits);
         let (index, slot) = self.tenants.intern(tenant);
         staged.tenant = index;
@@ -249,6 +249,7 @@ impl MetricsCore {
             let seq = lock(&self.seqs).note(given);
             let admitted = self.admit(&staged, seq, now_ns, &mut budget);
             self.append_rows(&staged, &admitted.refused);
+            staged.decode_lazy_attributes(&admitted.new_series);
             self.append_series(&staged, &admitted.new_series, now_ns);
             let accepted = (staged.points.len() - admitted.refused.len()) as u64;
             self.buffered_points.fetch_add(accepted, Ordering::Relaxed);
@@ -273,7 +274,7 @@ impl MetricsCore {
         now_ns: i64,
     ) -> Result<IngestOutcome, CoreError> {
         let mut spare = Vec::new();
-        let view = otlp_decode::decode_request(bytes, &mut spare)?;
+        let view = otlp_decode::decode_request_lazy(bytes, &mut spare)?;
         let mut staged = decode::stage_request(view, tenant, now_ns, &self.limits);
         let (index, slot) = self.tenants.intern(tenant);
         staged.tenant = index;
@@ -346,7 +347,7 @@ impl MetricsCore {
         filter: &ReplayFilter,
     ) -> Result<(), CoreError> {
         let mut spare = Vec::new();
-        let view = otlp_decode::decode_request(bytes, &mut spare)?;
+        let view = otlp_decode::decode_request_lazy(bytes, &mut spare)?;
         let mut staged = decode::stage_request(view, tenant, now_ns, &self.limits);
         staged.tenant = self.tenants.intern(tenant).0;
         let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);

@@ -19,6 +19,10 @@ use crate::series::{IdMap, SeriesKey};
 /// 6.1 MiB).
 pub const MAX_KEYS: usize = 7 << 14;
 
+/// Attribute fields kept per thread as decoded before (a table of 2¹⁶ slots of 32 bytes,
+/// plus the bytes: about 10 MiB with 5 attributes a point).
+pub const MAX_DECODED: usize = 7 << 13;
+
 /// One thread's cache; see the module docs.
 #[derive(Default)]
 pub struct KeyCache {
@@ -26,6 +30,9 @@ pub struct KeyCache {
     /// Canonical metric prefixes (tenant, name, unit, shape, resource, scope) → a small id.
     prefixes: HashMap<Vec<u8>, u32>,
     keys: IdMap<(u32, u128), SeriesKey>,
+    /// Attribute fields this thread decoded, by their xxh3-128: bytes equal to one of these
+    /// decode (`decode_request_lazy` leaves them undecoded).
+    decoded: IdMap<u128, Box<[u8]>>,
 }
 
 impl KeyCache {
@@ -53,6 +60,21 @@ impl KeyCache {
     /// The key of the attribute bytes with `digest` under prefix `prefix`, when seen before.
     pub fn get(&self, prefix: u32, digest: u128) -> Option<SeriesKey> {
         self.keys.get(&(prefix, digest)).copied()
+    }
+
+    /// Whether `fields` (with xxh3-128 `digest`) are bytes this thread decoded before.
+    pub fn decoded_before(&self, digest: u128, fields: &[u8]) -> bool {
+        self.decoded
+            .get(&digest)
+            .is_some_and(|kept| **kept == *fields)
+    }
+
+    /// Notes attribute fields that decoded (any time: forgetting them only costs a decode).
+    pub fn note_decoded(&mut self, digest: u128, fields: &[u8]) {
+        if self.decoded.len() >= MAX_DECODED {
+            self.decoded.clear();
+        }
+        self.decoded.insert(digest, fields.into());
     }
 
     /// Number of keys kept.

@@ -16,7 +16,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use prost::Message;
 
 use crate::error::{DecodeError, WireError};
-use crate::otlp_view::{DataKind, MetricView, RequestView, ResourceView, ScopeView, Span};
+use crate::otlp_view::{
+    DataKind, LazyAttributes, MetricView, RequestView, ResourceView, ScopeView, Span,
+};
 use crate::wire::{Reader, RECURSION_LIMIT};
 
 /// Why the borrowed decoder stopped.
@@ -42,18 +44,55 @@ pub fn decode_request<'a>(
     bytes: &'a [u8],
     spare: &'a mut Vec<u8>,
 ) -> Result<RequestView<'a>, DecodeError> {
-    match Decoder::default().request(bytes) {
+    decode(bytes, spare, false)
+}
+
+/// [`decode_request`], leaving undecoded the attribute fields of every data point whose
+/// bytes this thread decoded before (`PointView::lazy`; see `key_cache.rs`): what ingest
+/// uses, since staging needs them only for series it has no key of.
+pub fn decode_request_lazy<'a>(
+    bytes: &'a [u8],
+    spare: &'a mut Vec<u8>,
+) -> Result<RequestView<'a>, DecodeError> {
+    decode(bytes, spare, true)
+}
+
+fn decode<'a>(
+    bytes: &'a [u8],
+    spare: &'a mut Vec<u8>,
+    lazy: bool,
+) -> Result<RequestView<'a>, DecodeError> {
+    let decoder = || Decoder {
+        lazy,
+        ..Decoder::default()
+    };
+    match decoder().request(bytes) {
         Ok(view) => Ok(view),
         Err(Fail::Wire(e)) => Err(e.into()),
         Err(Fail::Merge) => {
             *spare = ExportMetricsServiceRequest::decode(bytes)?.encode_to_vec();
-            Decoder::default().request(spare).map_err(|f| match f {
+            decoder().request(spare).map_err(|f| match f {
                 Fail::Wire(e) => e.into(),
                 // prost encodes every field once, so this cannot happen; still no panic.
                 Fail::Merge => WireError::UnexpectedWireType.into(),
             })
         }
     }
+}
+
+/// The attribute fields a lazy decode left undecoded, decoded into `view` (whose `kvs` get
+/// the pairs, at the span returned). They decoded before, so they decode again; an error
+/// would be a bug.
+pub fn decode_lazy_attributes<'a>(view: &mut RequestView<'a>, lazy: &LazyAttributes<'a>) -> Span {
+    let mut decoder = Decoder {
+        view: std::mem::take(view),
+        ..Decoder::default()
+    };
+    let start = decoder.view.kvs.len();
+    let decoded = decoder.attribute_fields(lazy.bytes, lazy.tag, lazy.ctx);
+    *view = decoder.view;
+    decoded.expect("attribute fields that decoded before decode again");
+    Span::to_end(start, &view.kvs)
 }
 
 /// The view being built plus the stacks that keep nested lists contiguous in their arenas: a
@@ -63,6 +102,8 @@ pub fn decode_request<'a>(
 #[derive(Default)]
 pub(crate) struct Decoder<'a> {
     pub(crate) view: RequestView<'a>,
+    /// Leave attribute fields decoded before undecoded (`decode_request_lazy`).
+    pub(crate) lazy: bool,
     pub(crate) pending_kvs: Vec<crate::otlp_view::KeyValueView<'a>>,
     pub(crate) pending_values: Vec<crate::otlp_view::AnyView<'a>>,
 }

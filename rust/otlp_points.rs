@@ -1,9 +1,10 @@
 //! The lower half of the borrowed decoder (see `otlp_decode.rs`): data points of the five
 //! types, exemplars (validated, not kept), `KeyValue` and `AnyValue`.
 
+use crate::key_cache::KEY_CACHE;
 use crate::otlp_decode::{Decoder, Fail, Res};
 use crate::otlp_view::{AnyView, BucketsView, DataKind, KeyValueView, NumberValue, PointView};
-use crate::otlp_view::{Quantile, Span};
+use crate::otlp_view::{LazyAttributes, Quantile, Span};
 use crate::wire::{repeated_fixed64, repeated_varint, zigzag32, Reader};
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -31,8 +32,12 @@ impl<'a> Decoder<'a> {
             let field_start = bytes.len() - r.remaining();
             let (tag, t) = r.key()?;
             if tag == attributes_tag {
-                let kv = self.key_value(&mut r, t, ctx)?;
-                self.view.kvs.push(kv);
+                if self.lazy {
+                    r.message(t, ctx)?; // read below, unless these bytes decoded before
+                } else {
+                    let kv = self.key_value(&mut r, t, ctx)?;
+                    self.view.kvs.push(kv);
+                }
                 let field_end = bytes.len() - r.remaining();
                 run = match run {
                     None => Some((field_start, field_end)),
@@ -86,18 +91,52 @@ impl<'a> Decoder<'a> {
                 _ => r.skip(tag, t, ctx)?,
             }
         }
-        p.attributes = Span::to_end(kv_start, &self.view.kvs);
         p.attributes_digest = match run {
             _ if !one_run => 0,
             Some((start, end)) => xxh3_128(&bytes[start..end]),
             None => xxh3_128(&[]),
         };
+        if let (true, Some((start, end))) = (self.lazy, run) {
+            let fields = &bytes[start..end];
+            let digest = p.attributes_digest;
+            if digest != 0 && KEY_CACHE.with_borrow(|c| c.decoded_before(digest, fields)) {
+                self.view.lazy.push(LazyAttributes {
+                    bytes: fields,
+                    tag: attributes_tag,
+                    ctx,
+                });
+                p.lazy = self.view.lazy.len() as u32;
+            } else {
+                // Split runs are read from the whole point (its other fields skipped).
+                self.attribute_fields(if one_run { fields } else { bytes }, attributes_tag, ctx)?;
+                if digest != 0 {
+                    KEY_CACHE.with_borrow_mut(|c| c.note_decoded(digest, fields));
+                }
+            }
+        }
+        p.attributes = Span::to_end(kv_start, &self.view.kvs);
         if kind == Histogram {
             p.bucket_counts = Span::to_end(counts_start, &self.view.u64s);
             p.explicit_bounds = Span::to_end(bounds_start, &self.view.f64s);
         }
         p.quantile_values = Span::to_end(quantiles_start, &self.view.quantiles);
         Ok(p)
+    }
+
+    /// Decodes every `tag` field of `bytes` (a message, or a run of its fields) as a
+    /// `KeyValue` into `kvs`, skipping the other fields.
+    pub(crate) fn attribute_fields(&mut self, bytes: &'a [u8], tag: u32, ctx: u32) -> Res<()> {
+        let mut r = Reader::new(bytes);
+        while !r.is_empty() {
+            match r.key()? {
+                (field, t) if field == tag => {
+                    let kv = self.key_value(&mut r, t, ctx)?;
+                    self.view.kvs.push(kv);
+                }
+                (field, t) => r.skip(field, t, ctx)?,
+            }
+        }
+        Ok(())
     }
 
     fn buckets(&mut self, bytes: &'a [u8], ctx: u32) -> Res<BucketsView> {

@@ -127,6 +127,9 @@ pub struct PointView {
     pub attributes: Span,
     /// xxh3-128 of the attribute fields' bytes when they are one run, else 0.
     pub attributes_digest: u128,
+    /// 0, or 1 + the index in [`RequestView::lazy`] of its attribute fields, left undecoded
+    /// (`attributes` is then empty; see `decode_request_lazy`).
+    pub lazy: u32,
     pub start_time_unix_nano: u64,
     pub time_unix_nano: u64,
     pub flags: u32,
@@ -172,6 +175,21 @@ pub struct RequestView<'a> {
     pub u64s: Vec<u64>,
     pub f64s: Vec<f64>,
     pub quantiles: Vec<Quantile>,
+    /// Attribute fields of points left undecoded (`PointView::lazy`).
+    pub lazy: Vec<LazyAttributes<'a>>,
+}
+
+/// A data point's attribute fields, left undecoded by `decode_request_lazy` because this
+/// thread decoded these exact bytes before (`otlp_decode::decode_lazy_attributes` decodes
+/// them when needed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LazyAttributes<'a> {
+    /// The run of attribute fields, each with its key and length.
+    pub bytes: &'a [u8],
+    /// Their field number in the point's message.
+    pub tag: u32,
+    /// The recursion budget they are read with.
+    pub ctx: u32,
 }
 
 impl<'a> RequestView<'a> {

@@ -1,6 +1,7 @@
 //! What phase one of an ingest produces: validated points with their series keys, pre-encoded
 //! rows, and the request view they borrow names and attributes from.
 
+use crate::otlp_decode::decode_lazy_attributes;
 use crate::otlp_view::{DataKind, KeyValueView, MetricView, RequestView, ScopeView};
 
 use crate::reject::{Reason, Reject, Rejections};
@@ -105,6 +106,21 @@ impl<'a> StagedRequest<'a> {
             self.view.attrs(resource),
             &self.view.scopes[o.scope as usize],
         )
+    }
+
+    /// Decodes the attributes that `decode_request_lazy` left undecoded of the staged points
+    /// at `indexes` (their series rows need them).
+    pub fn decode_lazy_attributes(&mut self, indexes: &[usize]) {
+        for &i in indexes {
+            let point = self.points[i].origin.point as usize;
+            let lazy = self.view.points[point].lazy;
+            if lazy != 0 {
+                let fields = self.view.lazy[lazy as usize - 1];
+                let span = decode_lazy_attributes(&mut self.view, &fields);
+                let p = &mut self.view.points[point];
+                (p.attributes, p.lazy) = (span, 0);
+            }
+        }
     }
 
     /// The attributes of the point a staged point came from.

@@ -11,7 +11,8 @@ use super::builder::*;
 use super::random_requests::*;
 use super::view_reference::{normalize, to_prost};
 use crate::decode::stage_request;
-use crate::otlp_decode::decode_request;
+use crate::otlp_decode::{decode_lazy_attributes, decode_request, decode_request_lazy};
+use crate::otlp_view::RequestView;
 use crate::staged::Limits;
 
 /// Checks one input; returns whether it decoded.
@@ -19,6 +20,15 @@ pub fn check(bytes: &[u8]) -> bool {
     let reference = ExportMetricsServiceRequest::decode(bytes);
     let mut spare = Vec::new();
     let ours = decode_request(bytes, &mut spare);
+    // The lazy decode ingest uses, after the inputs checked before on this thread (the
+    // unmutated request among them): the same decision and, once its attributes left
+    // undecoded are decoded, the same view.
+    let mut lazy_spare = Vec::new();
+    let lazy = decode_request_lazy(bytes, &mut lazy_spare).map(|mut view| {
+        decode_every_lazy_point(&mut view);
+        to_prost(&view).encode_to_vec()
+    });
+    assert_eq!(lazy.is_ok(), ours.is_ok(), "lazy decode of {bytes:?}");
     match (reference, ours) {
         (Err(_), Err(_)) => false,
         (Ok(request), Ok(view)) => {
@@ -28,12 +38,24 @@ pub fn check(bytes: &[u8]) -> bool {
                 expected,
                 "view of {bytes:?}"
             );
+            assert_eq!(lazy.ok(), Some(expected), "lazy view of {bytes:?}");
             let canonical = request.encode_to_vec();
             compare_staged(bytes, &canonical);
             compare_ingest(bytes, &canonical);
             true
         }
         (a, b) => panic!("prost ok={} vs ours {:?} on {bytes:?}", a.is_ok(), b.err()),
+    }
+}
+
+/// Decodes the attributes a lazy decode left undecoded, as staging and series rows do.
+pub fn decode_every_lazy_point(view: &mut RequestView<'_>) {
+    for i in 0..view.points.len() {
+        if let Some(n) = view.points[i].lazy.checked_sub(1) {
+            let fields = view.lazy[n as usize];
+            view.points[i].attributes = decode_lazy_attributes(view, &fields);
+            view.points[i].lazy = 0;
+        }
     }
 }
 

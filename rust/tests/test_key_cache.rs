@@ -5,9 +5,11 @@ use prost::Message;
 
 use super::builder::*;
 use super::random_requests::*;
+use super::test_differential::decode_every_lazy_point;
+use super::view_reference::to_prost;
 use crate::decode::stage_request;
-use crate::key_cache::{KEY_CACHE, MAX_KEYS};
-use crate::otlp_decode::decode_request;
+use crate::key_cache::{KeyCache, KEY_CACHE, MAX_KEYS};
+use crate::otlp_decode::{decode_request, decode_request_lazy};
 use crate::reject::Reason;
 use crate::series::SeriesKey;
 use crate::staged::{Limits, StagedPoint};
@@ -151,4 +153,58 @@ fn a_full_cache_starts_over_between_requests() {
     }
     assert!(KEY_CACHE.with_borrow(|cache| cache.len()) <= MAX_KEYS);
     assert_eq!(staged(&first, &limits), before);
+}
+
+#[test]
+fn attribute_fields_decoded_before_are_left_for_later_and_decode_the_same() {
+    let a = attrs(&[("host", "lazy-h1"), ("region", "eu")]);
+    let nested = vec![kv("map", kvlist(attrs(&[("k", "v")])))];
+    let bytes = request(vec![
+        gauge("lazy-a", vec![number(T, 1.0, a.clone())]),
+        gauge("lazy-b", vec![number(T, 2.0, nested)]),
+    ]);
+    let mut spare = Vec::new();
+    let eager = to_prost(&decode_request(&bytes, &mut spare).unwrap());
+    let (mut first_spare, mut second_spare) = (Vec::new(), Vec::new());
+    let first = decode_request_lazy(&bytes, &mut first_spare).unwrap();
+    let mut second = decode_request_lazy(&bytes, &mut second_spare).unwrap();
+    assert_eq!(first.points.iter().filter(|p| p.lazy != 0).count(), 0);
+    assert_eq!(
+        second.points.iter().map(|p| p.lazy).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(second.kvs.len() + 3, first.kvs.len()); // the resource's are decoded
+    decode_every_lazy_point(&mut second);
+    assert_eq!(to_prost(&second), eager);
+}
+
+#[test]
+fn only_equal_bytes_count_as_decoded_before() {
+    let mut cache = KeyCache::default();
+    cache.note_decoded(7, b"attribute fields");
+    assert!(cache.decoded_before(7, b"attribute fields"));
+    // The same digest over other bytes (a collision): decoded again, not trusted.
+    assert!(!cache.decoded_before(7, b"attribute fieldz"));
+    assert!(!cache.decoded_before(8, b"attribute fields"));
+}
+
+/// A known attribute set under a metric of its own: its key and series row come from the
+/// attributes decoded then, equal to a thread that never saw them.
+#[test]
+fn a_known_attribute_set_under_a_new_metric_gets_its_own_series_row() {
+    let a = attrs(&[("host", "row-h1"), ("pod", "p-7")]);
+    let first = request(vec![gauge("rows-first", vec![number(T, 1.0, a.clone())])]);
+    let later = request(vec![gauge("rows-later", vec![number(T, 2.0, a)])]);
+    let rows = |bytes: &[u8]| {
+        let core = core();
+        core.ingest(bytes, NOW).unwrap();
+        core.take_batch().unwrap().series_copy.to_vec()
+    };
+    rows(&first);
+    let cold = {
+        let later = later.clone();
+        std::thread::spawn(move || rows(&later)).join().unwrap()
+    };
+    assert_eq!(rows(&later), cold);
+    assert!(cold.windows(6).any(|w| w == b"row-h1"));
 }

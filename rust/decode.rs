@@ -66,7 +66,9 @@ fn stage_with<'a>(
         rejections: Rejections::default(),
         keys,
     };
-    stager.keys.begin(stager.attr_limits, view.points.len());
+    stager
+        .keys
+        .begin_stage(stager.attr_limits, view.points.len());
     let mut total_points = 0u64;
     let (mut resource_buf, mut scope_buf) = (Vec::new(), Vec::new());
     for (ri, resource) in view.resources.iter().enumerate() {
@@ -204,8 +206,7 @@ impl Stager<'_> {
             }
             DataKind::Summary => validate::check_summary(view, p).map(|()| None)?,
         };
-        let digest = p.attributes_digest;
-        let key = match self.keys.get(prefix_id, digest).filter(|_| digest != 0) {
+        let key = match self.keys.get(prefix_id, p.attribute_set) {
             Some(key) => key,
             None => {
                 self.key_buf.truncate(prefix);
@@ -228,9 +229,7 @@ impl Stager<'_> {
                     &mut self.key_buf,
                 )?;
                 let key = SeriesKey::of_canonical(&self.key_buf);
-                if digest != 0 {
-                    self.keys.insert(prefix_id, digest, key);
-                }
+                self.keys.insert(prefix_id, p.attribute_set, key);
                 key
             }
         };

@@ -1,13 +1,21 @@
-//! Series keys of attribute sets seen before, known by the bytes they arrived as.
+//! Series keys of attribute sets seen before, known by the exact bytes they arrived as.
 //!
 //! Staging a point encodes its attributes in canonical form (sorted by key, checked against
-//! the limits) after its metric's prefix and hashes the whole twice (`SeriesKey`). Encoders
-//! write one attribute set as the same bytes request after request, so each thread that stages
-//! keeps the key it computed under (the metric's canonical prefix, xxh3-128 of the point's
-//! attribute fields as they arrived). A point whose attribute bytes it has seen under the same
-//! prefix and attribute limits takes that key: the same bytes decode to the same attributes,
-//! which pass the same checks and encode to the same canonical form. Only accepted attribute
-//! sets are kept; a refused one is checked again each time.
+//! the limits) after its metric's prefix and hashes the whole twice (`SeriesKey`); decoding
+//! them checks every string's UTF-8. Encoders write one attribute set as the same bytes request
+//! after request, so each thread that decodes and stages keeps:
+//!
+//! - the attribute sets it decoded: a point's attribute fields as they arrived (one run of
+//!   fields), found by their xxh3-128 and compared byte for byte, each with a small id.
+//!   Bytes equal to a kept set decode again, so `decode_request_lazy` leaves them undecoded;
+//! - the canonical prefixes of metrics (tenant, name, unit, shape, resource, scope), each with
+//!   a small id, within a byte budget;
+//! - the key computed for (prefix id, attribute set id) under the current attribute limits.
+//!
+//! A point whose set and prefix have a key takes it: the same bytes decode to the same
+//! attributes, which pass the same checks and encode to the same canonical form. Only accepted
+//! sets get a key; a refused one is checked again each time. Ids are exact (bytes compared),
+//! so no crafted hash collision can give a point another series' key.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,66 +23,112 @@ use std::collections::HashMap;
 use crate::attributes::AttributeLimits;
 use crate::series::{IdMap, SeriesKey};
 
-/// Keys kept per thread: 7/8 of 2¹⁷, the most a table of 2¹⁷ slots holds (49 bytes a slot,
-/// 6.1 MiB).
+/// Keys kept per thread: 7/8 of 2¹⁷, the most a table of 2¹⁷ slots holds (25 bytes a slot,
+/// 3.1 MiB).
 pub const MAX_KEYS: usize = 7 << 14;
 
-/// Attribute fields kept per thread as decoded before (a table of 2¹⁶ slots of 32 bytes,
-/// plus the bytes: about 10 MiB with 5 attributes a point).
-pub const MAX_DECODED: usize = 7 << 13;
+/// Attribute sets kept per thread (a table of 2¹⁶ slots of 49 bytes, plus the bytes: about
+/// 9 MiB with 5 short attributes a point).
+pub const MAX_SETS: usize = 7 << 13;
+
+/// Bytes of metric prefixes kept per thread (a prefix holds the resource's and scope's
+/// canonical attributes).
+pub const MAX_PREFIX_BYTES: usize = 4 << 20;
+
+/// The prefix id of a metric whose prefix did not fit: its points are not cached.
+pub const NO_PREFIX: u32 = u32::MAX;
+
+/// The attribute set id of a point whose attributes are not cached (0).
+pub const NO_SET: u32 = 0;
 
 /// One thread's cache; see the module docs.
 #[derive(Default)]
 pub struct KeyCache {
     limits: Option<AttributeLimits>,
-    /// Canonical metric prefixes (tenant, name, unit, shape, resource, scope) → a small id.
+    /// Canonical metric prefixes → id, and their total length.
     prefixes: HashMap<Vec<u8>, u32>,
-    keys: IdMap<(u32, u128), SeriesKey>,
-    /// Attribute fields this thread decoded, by their xxh3-128: bytes equal to one of these
-    /// decode (`decode_request_lazy` leaves them undecoded).
-    decoded: IdMap<u128, Box<[u8]>>,
+    prefix_bytes: usize,
+    /// Attribute fields by xxh3-128 → (the bytes, the set's id, from 1).
+    sets: IdMap<u128, (Box<[u8]>, u32)>,
+    keys: IdMap<(u32, u32), SeriesKey>,
 }
 
 impl KeyCache {
-    /// Called at the start of every request of `points` points: starts over when the limits
-    /// changed or the request's keys might not fit, so that the prefix ids handed out stay
-    /// valid for the whole request and the table never grows past its 2¹⁷ slots.
-    pub fn begin(&mut self, limits: AttributeLimits, points: usize) {
-        if self.limits != Some(limits) || self.keys.len() + points > MAX_KEYS {
+    /// Called before a request is decoded: starts over once the attribute sets are full
+    /// (their ids then change, so the keys go too).
+    pub fn begin_decode(&mut self) {
+        if self.sets.len() >= MAX_SETS {
+            self.sets.clear();
+            self.keys.clear();
+        }
+    }
+
+    /// The id of the attribute fields `fields` (xxh3-128 `digest`) and whether they were
+    /// decoded before; `None` when another set has the same digest (they are then decoded
+    /// and not cached).
+    pub fn set_of(&self, digest: u128, fields: &[u8]) -> Option<u32> {
+        match self.sets.get(&digest) {
+            Some((kept, id)) if **kept == *fields => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Keeps attribute fields that decoded; returns their id, or [`NO_SET`] when another set
+    /// has the same digest.
+    pub fn note_set(&mut self, digest: u128, fields: &[u8]) -> u32 {
+        let id = self.sets.len() as u32 + 1;
+        match self.sets.entry(digest) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((fields.into(), id));
+                id
+            }
+            std::collections::hash_map::Entry::Occupied(e) if *e.get().0 == *fields => e.get().1,
+            std::collections::hash_map::Entry::Occupied(_) => NO_SET,
+        }
+    }
+
+    /// Called at the start of staging a request of `points` points: starts the keys and
+    /// prefixes over when the limits changed or they might not fit, so that the prefix ids
+    /// handed out stay valid for the whole request and the key table never grows past its
+    /// 2¹⁷ slots.
+    pub fn begin_stage(&mut self, limits: AttributeLimits, points: usize) {
+        let full = self.keys.len() + points > MAX_KEYS || self.prefix_bytes > MAX_PREFIX_BYTES;
+        if self.limits != Some(limits) || full {
             self.prefixes.clear();
+            self.prefix_bytes = 0;
             self.keys.clear();
             self.limits = Some(limits);
         }
     }
 
-    /// The id of a metric's canonical prefix.
+    /// The id of a metric's canonical prefix, or [`NO_PREFIX`] once the prefixes kept hold
+    /// [`MAX_PREFIX_BYTES`].
     pub fn prefix(&mut self, canonical: &[u8]) -> u32 {
         if let Some(&id) = self.prefixes.get(canonical) {
             return id;
         }
+        if self.prefix_bytes + canonical.len() > MAX_PREFIX_BYTES {
+            return NO_PREFIX;
+        }
         let id = self.prefixes.len() as u32;
         self.prefixes.insert(canonical.to_vec(), id);
+        self.prefix_bytes += canonical.len();
         id
     }
 
-    /// The key of the attribute bytes with `digest` under prefix `prefix`, when seen before.
-    pub fn get(&self, prefix: u32, digest: u128) -> Option<SeriesKey> {
-        self.keys.get(&(prefix, digest)).copied()
-    }
-
-    /// Whether `fields` (with xxh3-128 `digest`) are bytes this thread decoded before.
-    pub fn decoded_before(&self, digest: u128, fields: &[u8]) -> bool {
-        self.decoded
-            .get(&digest)
-            .is_some_and(|kept| **kept == *fields)
-    }
-
-    /// Notes attribute fields that decoded (any time: forgetting them only costs a decode).
-    pub fn note_decoded(&mut self, digest: u128, fields: &[u8]) {
-        if self.decoded.len() >= MAX_DECODED {
-            self.decoded.clear();
+    /// The key of attribute set `set` under prefix `prefix`, when known.
+    pub fn get(&self, prefix: u32, set: u32) -> Option<SeriesKey> {
+        if prefix == NO_PREFIX || set == NO_SET {
+            return None;
         }
-        self.decoded.insert(digest, fields.into());
+        self.keys.get(&(prefix, set)).copied()
+    }
+
+    /// Keeps the key of an accepted attribute set (nothing when either is not cached).
+    pub fn insert(&mut self, prefix: u32, set: u32, key: SeriesKey) {
+        if prefix != NO_PREFIX && set != NO_SET {
+            self.keys.insert((prefix, set), key);
+        }
     }
 
     /// Number of keys kept.
@@ -87,13 +141,18 @@ impl KeyCache {
         self.keys.is_empty()
     }
 
-    /// Keeps the key of an accepted attribute set.
-    pub fn insert(&mut self, prefix: u32, digest: u128, key: SeriesKey) {
-        self.keys.insert((prefix, digest), key);
+    /// Bytes of the metric prefixes kept.
+    pub fn prefix_bytes(&self) -> usize {
+        self.prefix_bytes
+    }
+
+    /// Number of attribute sets kept.
+    pub fn sets(&self) -> usize {
+        self.sets.len()
     }
 }
 
 thread_local! {
-    /// The cache of the thread that stages.
+    /// The cache of the thread that decodes and stages.
     pub static KEY_CACHE: RefCell<KeyCache> = RefCell::default();
 }

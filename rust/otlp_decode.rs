@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use prost::Message;
 
 use crate::error::{DecodeError, WireError};
+use crate::key_cache::KEY_CACHE;
 use crate::otlp_view::{
     DataKind, LazyAttributes, MetricView, RequestView, ResourceView, ScopeView, Span,
 };
@@ -62,6 +63,9 @@ fn decode<'a>(
     spare: &'a mut Vec<u8>,
     lazy: bool,
 ) -> Result<RequestView<'a>, DecodeError> {
+    if lazy {
+        KEY_CACHE.with_borrow_mut(|c| c.begin_decode());
+    }
     let decoder = || Decoder {
         lazy,
         ..Decoder::default()

@@ -23,8 +23,8 @@ impl<'a> Decoder<'a> {
         let counts_start = self.view.u64s.len();
         let bounds_start = self.view.f64s.len();
         let quantiles_start = self.view.quantiles.len();
-        // The bytes of the attribute fields, while they are one run (as every encoder writes
-        // them): the key cache of `decode.rs` knows a series by them.
+        // The bytes of the attribute fields, and whether they are one run (as every encoder
+        // writes them): the lazy decode keeps them in the key cache (`key_cache.rs`).
         let mut run: Option<(usize, usize)> = None;
         let mut one_run = true;
         let mut r = Reader::new(bytes);
@@ -91,28 +91,8 @@ impl<'a> Decoder<'a> {
                 _ => r.skip(tag, t, ctx)?,
             }
         }
-        p.attributes_digest = match run {
-            _ if !one_run => 0,
-            Some((start, end)) => xxh3_128(&bytes[start..end]),
-            None => xxh3_128(&[]),
-        };
-        if let (true, Some((start, end))) = (self.lazy, run) {
-            let fields = &bytes[start..end];
-            let digest = p.attributes_digest;
-            if digest != 0 && KEY_CACHE.with_borrow(|c| c.decoded_before(digest, fields)) {
-                self.view.lazy.push(LazyAttributes {
-                    bytes: fields,
-                    tag: attributes_tag,
-                    ctx,
-                });
-                p.lazy = self.view.lazy.len() as u32;
-            } else {
-                // Split runs are read from the whole point (its other fields skipped).
-                self.attribute_fields(if one_run { fields } else { bytes }, attributes_tag, ctx)?;
-                if digest != 0 {
-                    KEY_CACHE.with_borrow_mut(|c| c.note_decoded(digest, fields));
-                }
-            }
+        if self.lazy {
+            self.keep_or_decode_attributes(&mut p, bytes, run, one_run, attributes_tag, ctx)?;
         }
         p.attributes = Span::to_end(kv_start, &self.view.kvs);
         if kind == Histogram {
@@ -121,6 +101,41 @@ impl<'a> Decoder<'a> {
         }
         p.quantile_values = Span::to_end(quantiles_start, &self.view.quantiles);
         Ok(p)
+    }
+
+    /// The lazy decode's attribute fields of a point (`bytes`, whose attribute fields span
+    /// `run`, in one run or not): left undecoded when this thread decoded the same bytes
+    /// before, else decoded; either way given their set id in the key cache when in one run.
+    fn keep_or_decode_attributes(
+        &mut self,
+        p: &mut PointView,
+        bytes: &'a [u8],
+        run: Option<(usize, usize)>,
+        one_run: bool,
+        tag: u32,
+        ctx: u32,
+    ) -> Res<()> {
+        if !one_run {
+            // Split by other fields: read from the whole point, never cached.
+            return self.attribute_fields(bytes, tag, ctx);
+        }
+        let fields = run.map_or(&[][..], |(start, end)| &bytes[start..end]);
+        let digest = xxh3_128(fields);
+        if let Some(set) = KEY_CACHE.with_borrow(|c| c.set_of(digest, fields)) {
+            p.attribute_set = set;
+            if !fields.is_empty() {
+                self.view.lazy.push(LazyAttributes {
+                    bytes: fields,
+                    tag,
+                    ctx,
+                });
+                p.lazy = self.view.lazy.len() as u32;
+            }
+            return Ok(());
+        }
+        self.attribute_fields(fields, tag, ctx)?;
+        p.attribute_set = KEY_CACHE.with_borrow_mut(|c| c.note_set(digest, fields));
+        Ok(())
     }
 
     /// Decodes every `tag` field of `bytes` (a message, or a run of its fields) as a

@@ -125,8 +125,9 @@ pub struct BucketsView {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PointView {
     pub attributes: Span,
-    /// xxh3-128 of the attribute fields' bytes when they are one run, else 0.
-    pub attributes_digest: u128,
+    /// The id of its attribute fields in the thread's key cache (`key_cache.rs`), or 0 when
+    /// they are not cached (a full decode, or fields split by other fields).
+    pub attribute_set: u32,
     /// 0, or 1 + the index in [`RequestView::lazy`] of its attribute fields, left undecoded
     /// (`attributes` is then empty; see `decode_request_lazy`).
     pub lazy: u32,

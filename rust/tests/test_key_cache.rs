@@ -1,5 +1,6 @@
 //! The per-thread key cache (`key_cache.rs`): a point whose attribute bytes were seen before
-//! gets the key it would get from its canonical form, under its own metric and limits only.
+//! gets the key it would get from its canonical form, under its own metric and limits only;
+//! and the lazy decode that leaves those bytes undecoded.
 
 use prost::Message;
 
@@ -8,17 +9,22 @@ use super::random_requests::*;
 use super::test_differential::decode_every_lazy_point;
 use super::view_reference::to_prost;
 use crate::decode::stage_request;
-use crate::key_cache::{KeyCache, KEY_CACHE, MAX_KEYS};
+use crate::key_cache::{KeyCache, KEY_CACHE, MAX_KEYS, MAX_PREFIX_BYTES, MAX_SETS, NO_SET};
 use crate::otlp_decode::{decode_request, decode_request_lazy};
 use crate::reject::Reason;
 use crate::series::SeriesKey;
 use crate::staged::{Limits, StagedPoint};
 
-fn staged(bytes: &[u8], limits: &Limits) -> (Vec<StagedPoint>, String) {
+/// Decoded lazily and staged for `tenant`, as ingest does.
+fn staged_for(tenant: &str, bytes: &[u8], limits: &Limits) -> (Vec<StagedPoint>, String) {
     let mut spare = Vec::new();
-    let view = decode_request(bytes, &mut spare).unwrap();
-    let staged = stage_request(view, "default", NOW, limits);
+    let view = decode_request_lazy(bytes, &mut spare).unwrap();
+    let staged = stage_request(view, tenant, NOW, limits);
     (staged.points, staged.rejections.message(3))
+}
+
+fn staged(bytes: &[u8], limits: &Limits) -> (Vec<StagedPoint>, String) {
+    staged_for("default", bytes, limits)
 }
 
 /// Staged on a thread of its own, whose cache starts empty.
@@ -27,6 +33,10 @@ fn staged_cold(bytes: &[u8], limits: Limits) -> (Vec<StagedPoint>, String) {
     std::thread::spawn(move || staged(&bytes, &limits))
         .join()
         .unwrap()
+}
+
+fn keys(points: &[StagedPoint]) -> Vec<SeriesKey> {
+    points.iter().map(|p| p.key).collect()
 }
 
 #[test]
@@ -125,12 +135,12 @@ fn attributes_split_by_other_fields_get_the_same_key() {
     };
     let (joined, split) = (point(false), point(true));
     let mut spare = Vec::new();
-    let digests: Vec<u128> = [&joined, &split]
+    let sets: Vec<u32> = [&joined, &split]
         .iter()
-        .map(|bytes| decode_request(bytes, &mut spare).unwrap().points[0].attributes_digest)
+        .map(|bytes| decode_request_lazy(bytes, &mut spare).unwrap().points[0].attribute_set)
         .collect();
-    assert_ne!(digests[0], 0);
-    assert_eq!(digests[1], 0, "a split run is not cached");
+    assert_ne!(sets[0], NO_SET);
+    assert_eq!(sets[1], NO_SET, "a split run is not cached");
     let limits = Limits::default();
     let key = |bytes: &[u8]| staged(bytes, &limits).0[0].key;
     assert_eq!(key(&joined), key(&split));
@@ -148,10 +158,11 @@ fn a_full_cache_starts_over_between_requests() {
     };
     let first = series(0);
     let before = staged(&first, &limits);
-    for n in 1..140 {
+    for n in 1..(MAX_SETS / 1000 + 20) {
         staged(&series(n * 1000), &limits);
     }
     assert!(KEY_CACHE.with_borrow(|cache| cache.len()) <= MAX_KEYS);
+    assert!(KEY_CACHE.with_borrow(|cache| cache.sets()) <= MAX_SETS + 1000);
     assert_eq!(staged(&first, &limits), before);
 }
 
@@ -169,6 +180,7 @@ fn attribute_fields_decoded_before_are_left_for_later_and_decode_the_same() {
     let first = decode_request_lazy(&bytes, &mut first_spare).unwrap();
     let mut second = decode_request_lazy(&bytes, &mut second_spare).unwrap();
     assert_eq!(first.points.iter().filter(|p| p.lazy != 0).count(), 0);
+    assert!(first.points.iter().all(|p| p.attribute_set != NO_SET));
     assert_eq!(
         second.points.iter().map(|p| p.lazy).collect::<Vec<_>>(),
         [1, 2]
@@ -179,13 +191,16 @@ fn attribute_fields_decoded_before_are_left_for_later_and_decode_the_same() {
 }
 
 #[test]
-fn only_equal_bytes_count_as_decoded_before() {
+fn only_equal_bytes_share_an_attribute_set_id() {
     let mut cache = KeyCache::default();
-    cache.note_decoded(7, b"attribute fields");
-    assert!(cache.decoded_before(7, b"attribute fields"));
-    // The same digest over other bytes (a collision): decoded again, not trusted.
-    assert!(!cache.decoded_before(7, b"attribute fieldz"));
-    assert!(!cache.decoded_before(8, b"attribute fields"));
+    let id = cache.note_set(7, b"attribute fields");
+    assert_ne!(id, NO_SET);
+    assert_eq!(cache.set_of(7, b"attribute fields"), Some(id));
+    assert_eq!(cache.note_set(7, b"attribute fields"), id);
+    // The same digest over other bytes (a collision): decoded each time, never cached.
+    assert_eq!(cache.set_of(7, b"attribute fieldz"), None);
+    assert_eq!(cache.note_set(7, b"attribute fieldz"), NO_SET);
+    assert_eq!(cache.set_of(8, b"attribute fields"), None);
 }
 
 /// A known attribute set under a metric of its own: its key and series row come from the
@@ -207,4 +222,90 @@ fn a_known_attribute_set_under_a_new_metric_gets_its_own_series_row() {
     };
     assert_eq!(rows(&later), cold);
     assert!(cold.windows(6).any(|w| w == b"row-h1"));
+}
+
+/// Everything before the point attributes in the canonical form tells keys apart: the other
+/// attributes, the resource, the scope, the tenant, values deep in nested lists.
+#[test]
+fn attribute_sets_that_differ_anywhere_have_their_own_keys() {
+    let limits = Limits::default();
+    let one = |a: Vec<_>, b: Vec<_>| {
+        request(vec![gauge(
+            "apart",
+            vec![number(T, 1.0, a), number(T, 2.0, b)],
+        )])
+    };
+    let nested = |v: &str| {
+        vec![kv(
+            "map",
+            kvlist(vec![kv("inner", kvlist(attrs(&[("y", v)])))]),
+        )]
+    };
+    let with_resources = {
+        let points = || vec![gauge("apart", vec![number(T, 1.0, attrs(&[("a", "1")]))])];
+        let mut request = request_with(
+            attrs(&[("service.name", "r1")]),
+            scope("s1", vec![]),
+            points(),
+        );
+        for (resource, scope_name) in [("r1", "s2"), ("r2", "s1")] {
+            let other = request_with(
+                attrs(&[("service.name", resource)]),
+                scope(scope_name, vec![]),
+                points(),
+            );
+            request.resource_metrics.extend(other.resource_metrics);
+        }
+        request.encode_to_vec()
+    };
+    let requests = [
+        one(
+            attrs(&[("a", "1"), ("b", "2")]),
+            attrs(&[("a", "1"), ("b", "3")]),
+        ),
+        one(nested("1"), nested("2")),
+        with_resources,
+    ];
+    for bytes in &requests {
+        let cold = staged_cold(bytes, limits);
+        for _ in 0..2 {
+            let (points, _) = staged(bytes, &limits);
+            assert_eq!(points, cold.0);
+            let mut ids: Vec<u64> = points.iter().map(|p| p.key.id).collect();
+            ids.dedup();
+            assert_eq!(ids.len(), points.len(), "every point a series of its own");
+        }
+    }
+    let bytes = &requests[0];
+    let (a, b) = (
+        staged_for("a", bytes, &limits),
+        staged_for("b", bytes, &limits),
+    );
+    assert_ne!(keys(&a.0), keys(&b.0));
+    assert_eq!(keys(&staged_for("a", bytes, &limits).0), keys(&a.0));
+}
+
+/// Metric prefixes hold the resource's attributes: large ones stop being cached at the
+/// budget, and their points still get their keys.
+#[test]
+fn metric_prefixes_are_kept_within_their_budget() {
+    let limits = Limits::default();
+    let big = "x".repeat(4000);
+    let resource: Vec<_> = (0..32)
+        .map(|i| kv(&format!("r{i}"), str_value(&big)))
+        .collect();
+    let metrics = (0..100)
+        .map(|m| {
+            gauge(
+                &format!("wide-{m}"),
+                vec![number(T, 1.0, attrs(&[("a", "1")]))],
+            )
+        })
+        .collect();
+    let bytes = request_with(resource, scope("lib", vec![]), metrics).encode_to_vec();
+    let cold = staged_cold(&bytes, limits);
+    for _ in 0..3 {
+        assert_eq!(staged(&bytes, &limits), cold);
+        assert!(KEY_CACHE.with_borrow(|cache| cache.prefix_bytes()) <= MAX_PREFIX_BYTES);
+    }
 }

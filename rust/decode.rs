@@ -3,7 +3,7 @@
 
 use crate::attributes::{check_str, encode_attribute_set, put_field, AttributeLimits};
 use crate::histogram_chunks::BucketLayout;
-use crate::key_cache::{KeyCache, KEY_CACHE};
+use crate::key_cache::{KeyCache, KEY_CACHE, NO_SET};
 use crate::otlp_decode::decode_lazy_attributes;
 use crate::otlp_view::{DataKind, MetricView, RequestView, ScopeView};
 use crate::reject::{Reason, Reject, Rejections};
@@ -65,10 +65,11 @@ fn stage_with<'a>(
         rows: Default::default(),
         rejections: Rejections::default(),
         keys,
+        sets_valid: false,
     };
-    stager
-        .keys
-        .begin_stage(stager.attr_limits, view.points.len());
+    stager.keys.begin_stage(stager.attr_limits);
+    // Set ids of a view decoded before the sets last started over name other sets now.
+    stager.sets_valid = view.key_cache_generation == stager.keys.generation();
     let mut total_points = 0u64;
     let (mut resource_buf, mut scope_buf) = (Vec::new(), Vec::new());
     for (ri, resource) in view.resources.iter().enumerate() {
@@ -161,6 +162,8 @@ struct Stager<'k> {
     rows: [Vec<u8>; ROW_TABLES],
     rejections: Rejections,
     keys: &'k mut KeyCache,
+    /// Whether the view's attribute set ids are those of the key cache now.
+    sets_valid: bool,
 }
 
 impl Stager<'_> {
@@ -206,7 +209,12 @@ impl Stager<'_> {
             }
             DataKind::Summary => validate::check_summary(view, p).map(|()| None)?,
         };
-        let key = match self.keys.get(prefix_id, p.attribute_set) {
+        let set = if self.sets_valid {
+            p.attribute_set
+        } else {
+            NO_SET
+        };
+        let key = match self.keys.get(prefix_id, set) {
             Some(key) => key,
             None => {
                 self.key_buf.truncate(prefix);
@@ -229,7 +237,7 @@ impl Stager<'_> {
                     &mut self.key_buf,
                 )?;
                 let key = SeriesKey::of_canonical(&self.key_buf);
-                self.keys.insert(prefix_id, p.attribute_set, key);
+                self.keys.insert(prefix_id, set, key);
                 key
             }
         };

@@ -6,8 +6,9 @@
 //! after request, so each thread that decodes and stages keeps:
 //!
 //! - the attribute sets it decoded: a point's attribute fields as they arrived (one run of
-//!   fields), found by their xxh3-128 and compared byte for byte, each with a small id.
-//!   Bytes equal to a kept set decode again, so `decode_request_lazy` leaves them undecoded;
+//!   fields, up to [`MAX_SET_LEN`] bytes), found by their xxh3-128 and compared byte for byte,
+//!   each with a small id. Bytes equal to a kept set, read at the same place, decode again,
+//!   so `decode_request_lazy` leaves them undecoded;
 //! - the canonical prefixes of metrics (tenant, name, unit, shape, resource, scope), each with
 //!   a small id, within a byte budget;
 //! - the key computed for (prefix id, attribute set id) under the current attribute limits.
@@ -18,6 +19,7 @@
 //! so no crafted hash collision can give a point another series' key.
 
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use crate::attributes::AttributeLimits;
@@ -27,9 +29,15 @@ use crate::series::{IdMap, SeriesKey};
 /// 3.1 MiB).
 pub const MAX_KEYS: usize = 7 << 14;
 
-/// Attribute sets kept per thread (a table of 2¹⁶ slots of 49 bytes, plus the bytes: about
-/// 9 MiB with 5 short attributes a point).
+/// Attribute sets kept per thread (a table of 2¹⁶ slots of 49 bytes, 3.1 MiB, plus their
+/// bytes).
 pub const MAX_SETS: usize = 7 << 13;
+
+/// Bytes of attribute sets kept per thread.
+pub const MAX_SET_BYTES: usize = 8 << 20;
+
+/// The longest attribute fields kept as a set; longer ones are decoded every time.
+pub const MAX_SET_LEN: usize = 1024;
 
 /// Bytes of metric prefixes kept per thread (a prefix holds the resource's and scope's
 /// canonical attributes).
@@ -45,69 +53,105 @@ pub const NO_SET: u32 = 0;
 #[derive(Default)]
 pub struct KeyCache {
     limits: Option<AttributeLimits>,
-    /// Canonical metric prefixes → id, and their total length.
+    /// Canonical metric prefixes → id, their total length, and whether one did not fit.
     prefixes: HashMap<Vec<u8>, u32>,
     prefix_bytes: usize,
-    /// Attribute fields by xxh3-128 → (the bytes, the set's id, from 1).
-    sets: IdMap<u128, (Box<[u8]>, u32)>,
+    prefix_refused: bool,
+    /// Attribute fields by xxh3-128, and their total length.
+    sets: IdMap<u128, KeptSet>,
+    set_bytes: usize,
+    /// Counts the times the sets started over: a view decoded in another generation holds
+    /// set ids that now name other sets.
+    generation: u64,
     keys: IdMap<(u32, u32), SeriesKey>,
 }
 
+/// Attribute fields that decoded, with where they were read (field number and recursion
+/// budget, which decoding them again needs the same) and their id, from 1.
+struct KeptSet {
+    fields: Box<[u8]>,
+    context: u64,
+    id: u32,
+}
+
 impl KeyCache {
-    /// Called before a request is decoded: starts over once the attribute sets are full
-    /// (their ids then change, so the keys go too).
-    pub fn begin_decode(&mut self) {
-        if self.sets.len() >= MAX_SETS {
-            self.sets.clear();
-            self.keys.clear();
+    /// Called before a request is decoded: starts the sets over once they are full (their
+    /// ids then change, so the keys go too). Returns the generation the request's set ids
+    /// belong to.
+    pub fn begin_decode(&mut self) -> u64 {
+        if self.sets.len() >= MAX_SETS || self.set_bytes >= MAX_SET_BYTES {
+            self.start_over();
         }
+        self.generation
     }
 
-    /// The id of the attribute fields `fields` (xxh3-128 `digest`) and whether they were
-    /// decoded before; `None` when another set has the same digest (they are then decoded
-    /// and not cached).
-    pub fn set_of(&self, digest: u128, fields: &[u8]) -> Option<u32> {
+    /// Forgets every set and key: set ids handed out before are no longer valid.
+    pub fn start_over(&mut self) {
+        self.sets.clear();
+        self.set_bytes = 0;
+        self.keys.clear();
+        self.generation += 1;
+    }
+
+    /// The generation of the set ids handed out now.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The id of attribute fields `fields` (xxh3-128 `digest`) read in `context` (field
+    /// number and recursion budget) when they decoded before: they then decode again.
+    pub fn set_of(&self, digest: u128, context: u64, fields: &[u8]) -> Option<u32> {
         match self.sets.get(&digest) {
-            Some((kept, id)) if **kept == *fields => Some(*id),
+            Some(kept) if kept.context == context && *kept.fields == *fields => Some(kept.id),
             _ => None,
         }
     }
 
-    /// Keeps attribute fields that decoded; returns their id, or [`NO_SET`] when another set
-    /// has the same digest.
-    pub fn note_set(&mut self, digest: u128, fields: &[u8]) -> u32 {
+    /// Keeps attribute fields that decoded; returns their id, or [`NO_SET`] when they are
+    /// not kept: longer than [`MAX_SET_LEN`], the sets full (until the next request), or
+    /// another set with the same digest.
+    pub fn note_set(&mut self, digest: u128, context: u64, fields: &[u8]) -> u32 {
+        let full = self.sets.len() >= MAX_SETS || self.set_bytes + fields.len() > MAX_SET_BYTES;
+        if fields.len() > MAX_SET_LEN || full {
+            return NO_SET;
+        }
         let id = self.sets.len() as u32 + 1;
         match self.sets.entry(digest) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert((fields.into(), id));
+            Entry::Vacant(e) => {
+                e.insert(KeptSet {
+                    fields: fields.into(),
+                    context,
+                    id,
+                });
+                self.set_bytes += fields.len();
                 id
             }
-            std::collections::hash_map::Entry::Occupied(e) if *e.get().0 == *fields => e.get().1,
-            std::collections::hash_map::Entry::Occupied(_) => NO_SET,
+            Entry::Occupied(_) => NO_SET,
         }
     }
 
-    /// Called at the start of staging a request of `points` points: starts the keys and
-    /// prefixes over when the limits changed or they might not fit, so that the prefix ids
-    /// handed out stay valid for the whole request and the key table never grows past its
-    /// 2¹⁷ slots.
-    pub fn begin_stage(&mut self, limits: AttributeLimits, points: usize) {
-        let full = self.keys.len() + points > MAX_KEYS || self.prefix_bytes > MAX_PREFIX_BYTES;
+    /// Called at the start of staging a request: starts the keys and prefixes over when the
+    /// limits changed, the keys are full or a prefix did not fit in the last request, so that
+    /// the prefix ids handed out stay valid for the whole request.
+    pub fn begin_stage(&mut self, limits: AttributeLimits) {
+        let full = self.keys.len() >= MAX_KEYS || self.prefix_refused;
         if self.limits != Some(limits) || full {
             self.prefixes.clear();
             self.prefix_bytes = 0;
+            self.prefix_refused = false;
             self.keys.clear();
             self.limits = Some(limits);
         }
     }
 
     /// The id of a metric's canonical prefix, or [`NO_PREFIX`] once the prefixes kept hold
-    /// [`MAX_PREFIX_BYTES`].
+    /// [`MAX_PREFIX_BYTES`] (until the next request).
     pub fn prefix(&mut self, canonical: &[u8]) -> u32 {
         if let Some(&id) = self.prefixes.get(canonical) {
             return id;
         }
         if self.prefix_bytes + canonical.len() > MAX_PREFIX_BYTES {
+            self.prefix_refused = true;
             return NO_PREFIX;
         }
         let id = self.prefixes.len() as u32;
@@ -124,9 +168,10 @@ impl KeyCache {
         self.keys.get(&(prefix, set)).copied()
     }
 
-    /// Keeps the key of an accepted attribute set (nothing when either is not cached).
+    /// Keeps the key of an accepted attribute set (nothing when either is not cached, or the
+    /// keys are full until the next request).
     pub fn insert(&mut self, prefix: u32, set: u32, key: SeriesKey) {
-        if prefix != NO_PREFIX && set != NO_SET {
+        if prefix != NO_PREFIX && set != NO_SET && self.keys.len() < MAX_KEYS {
             self.keys.insert((prefix, set), key);
         }
     }
@@ -146,9 +191,9 @@ impl KeyCache {
         self.prefix_bytes
     }
 
-    /// Number of attribute sets kept.
-    pub fn sets(&self) -> usize {
-        self.sets.len()
+    /// Number of attribute sets kept, and their bytes.
+    pub fn sets(&self) -> (usize, usize) {
+        (self.sets.len(), self.set_bytes)
     }
 }
 

@@ -63,25 +63,29 @@ fn decode<'a>(
     spare: &'a mut Vec<u8>,
     lazy: bool,
 ) -> Result<RequestView<'a>, DecodeError> {
-    if lazy {
-        KEY_CACHE.with_borrow_mut(|c| c.begin_decode());
-    }
+    let generation = if lazy {
+        KEY_CACHE.with_borrow_mut(|c| c.begin_decode())
+    } else {
+        0
+    };
     let decoder = || Decoder {
         lazy,
         ..Decoder::default()
     };
-    match decoder().request(bytes) {
-        Ok(view) => Ok(view),
-        Err(Fail::Wire(e)) => Err(e.into()),
+    let mut view = match decoder().request(bytes) {
+        Ok(view) => view,
+        Err(Fail::Wire(e)) => return Err(e.into()),
         Err(Fail::Merge) => {
             *spare = ExportMetricsServiceRequest::decode(bytes)?.encode_to_vec();
             decoder().request(spare).map_err(|f| match f {
-                Fail::Wire(e) => e.into(),
+                Fail::Wire(e) => DecodeError::from(e),
                 // prost encodes every field once, so this cannot happen; still no panic.
                 Fail::Merge => WireError::UnexpectedWireType.into(),
-            })
+            })?
         }
-    }
+    };
+    view.key_cache_generation = generation;
+    Ok(view)
 }
 
 /// The attribute fields a lazy decode left undecoded, decoded into `view` (whose `kvs` get

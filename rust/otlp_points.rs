@@ -121,7 +121,8 @@ impl<'a> Decoder<'a> {
         }
         let fields = run.map_or(&[][..], |(start, end)| &bytes[start..end]);
         let digest = xxh3_128(fields);
-        if let Some(set) = KEY_CACHE.with_borrow(|c| c.set_of(digest, fields)) {
+        let context = u64::from(tag) << 32 | u64::from(ctx);
+        if let Some(set) = KEY_CACHE.with_borrow(|c| c.set_of(digest, context, fields)) {
             p.attribute_set = set;
             if !fields.is_empty() {
                 self.view.lazy.push(LazyAttributes {
@@ -134,7 +135,7 @@ impl<'a> Decoder<'a> {
             return Ok(());
         }
         self.attribute_fields(fields, tag, ctx)?;
-        p.attribute_set = KEY_CACHE.with_borrow_mut(|c| c.note_set(digest, fields));
+        p.attribute_set = KEY_CACHE.with_borrow_mut(|c| c.note_set(digest, context, fields));
         Ok(())
     }
 

@@ -178,6 +178,8 @@ pub struct RequestView<'a> {
     pub quantiles: Vec<Quantile>,
     /// Attribute fields of points left undecoded (`PointView::lazy`).
     pub lazy: Vec<LazyAttributes<'a>>,
+    /// The key cache generation its points' `attribute_set` ids belong to (`key_cache.rs`).
+    pub key_cache_generation: u64,
 }
 
 /// A data point's attribute fields, left undecoded by `decode_request_lazy` because this

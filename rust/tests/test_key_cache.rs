@@ -9,7 +9,8 @@ use super::random_requests::*;
 use super::test_differential::decode_every_lazy_point;
 use super::view_reference::to_prost;
 use crate::decode::stage_request;
-use crate::key_cache::{KeyCache, KEY_CACHE, MAX_KEYS, MAX_PREFIX_BYTES, MAX_SETS, NO_SET};
+use crate::key_cache::{KeyCache, KEY_CACHE, MAX_KEYS, MAX_PREFIX_BYTES, MAX_SETS};
+use crate::key_cache::{MAX_SET_BYTES, MAX_SET_LEN, NO_PREFIX, NO_SET};
 use crate::otlp_decode::{decode_request, decode_request_lazy};
 use crate::reject::Reason;
 use crate::series::SeriesKey;
@@ -162,7 +163,7 @@ fn a_full_cache_starts_over_between_requests() {
         staged(&series(n * 1000), &limits);
     }
     assert!(KEY_CACHE.with_borrow(|cache| cache.len()) <= MAX_KEYS);
-    assert!(KEY_CACHE.with_borrow(|cache| cache.sets()) <= MAX_SETS + 1000);
+    assert!(KEY_CACHE.with_borrow(|cache| cache.sets().0) <= MAX_SETS);
     assert_eq!(staged(&first, &limits), before);
 }
 
@@ -191,16 +192,80 @@ fn attribute_fields_decoded_before_are_left_for_later_and_decode_the_same() {
 }
 
 #[test]
-fn only_equal_bytes_share_an_attribute_set_id() {
+fn only_equal_bytes_read_at_the_same_place_share_an_attribute_set_id() {
     let mut cache = KeyCache::default();
-    let id = cache.note_set(7, b"attribute fields");
+    let id = cache.note_set(7, 1, b"attribute fields");
     assert_ne!(id, NO_SET);
-    assert_eq!(cache.set_of(7, b"attribute fields"), Some(id));
-    assert_eq!(cache.note_set(7, b"attribute fields"), id);
+    assert_eq!(cache.set_of(7, 1, b"attribute fields"), Some(id));
+    // Read at another depth or as another field: decoded again.
+    assert_eq!(cache.set_of(7, 2, b"attribute fields"), None);
     // The same digest over other bytes (a collision): decoded each time, never cached.
-    assert_eq!(cache.set_of(7, b"attribute fieldz"), None);
-    assert_eq!(cache.note_set(7, b"attribute fieldz"), NO_SET);
-    assert_eq!(cache.set_of(8, b"attribute fields"), None);
+    assert_eq!(cache.set_of(7, 1, b"attribute fieldz"), None);
+    assert_eq!(cache.note_set(7, 1, b"attribute fieldz"), NO_SET);
+    assert_eq!(cache.set_of(8, 1, b"attribute fields"), None);
+    // Long fields are never kept, and the kept bytes stay within their budget.
+    assert_eq!(cache.note_set(9, 1, &vec![b'x'; MAX_SET_LEN + 1]), NO_SET);
+    let mut digest = 10;
+    while cache.note_set(digest, 1, &vec![b'y'; MAX_SET_LEN]) != NO_SET {
+        digest += 1;
+    }
+    assert!(cache.sets().1 <= MAX_SET_BYTES);
+    assert_eq!(
+        cache.sets().1 / MAX_SET_LEN,
+        MAX_SET_BYTES / MAX_SET_LEN - 1
+    );
+}
+
+#[test]
+fn a_prefix_that_did_not_fit_is_kept_in_the_next_request() {
+    let mut cache = KeyCache::default();
+    let limits = Limits::default();
+    let attribute_limits = crate::attributes::AttributeLimits {
+        max_attributes: limits.max_attributes,
+        max_value_bytes: limits.max_attribute_value_bytes,
+    };
+    cache.begin_stage(attribute_limits);
+    let big = vec![b'p'; MAX_PREFIX_BYTES / 4];
+    for i in 0..4u8 {
+        let mut prefix = big.clone();
+        prefix[0] = i;
+        assert_ne!(cache.prefix(&prefix), NO_PREFIX);
+    }
+    assert_eq!(cache.prefix(b"one more"), NO_PREFIX);
+    cache.begin_stage(attribute_limits);
+    assert_ne!(cache.prefix(b"one more"), NO_PREFIX);
+    assert!(cache.prefix_bytes() <= MAX_PREFIX_BYTES);
+}
+
+/// Two requests decoded before either is staged, the sets starting over in between: the
+/// first one's set ids name other sets now, so it is staged without them.
+#[test]
+fn set_ids_of_an_older_generation_are_not_used() {
+    let limits = Limits::default();
+    let a = request(vec![gauge(
+        "gen",
+        vec![number(T, 1.0, attrs(&[("k", "A")]))],
+    )]);
+    let b = request(vec![gauge(
+        "gen",
+        vec![number(T, 1.0, attrs(&[("k", "B")]))],
+    )]);
+    let (cold_a, cold_b) = (staged_cold(&a, limits), staged_cold(&b, limits));
+    for _ in 0..2 {
+        let (mut spare_a, mut spare_b) = (Vec::new(), Vec::new());
+        KEY_CACHE.with_borrow_mut(|cache| cache.start_over());
+        let view_a = decode_request_lazy(&a, &mut spare_a).unwrap();
+        KEY_CACHE.with_borrow_mut(|cache| cache.start_over());
+        let view_b = decode_request_lazy(&b, &mut spare_b).unwrap();
+        assert_eq!(
+            view_a.points[0].attribute_set,
+            view_b.points[0].attribute_set
+        );
+        let staged_a = stage_request(view_a, "default", NOW, &limits);
+        let staged_b = stage_request(view_b, "default", NOW, &limits);
+        assert_eq!(staged_a.points, cold_a.0);
+        assert_eq!(staged_b.points, cold_b.0);
+    }
 }
 
 /// A known attribute set under a metric of its own: its key and series row come from the

@@ -169,6 +169,14 @@ pub fn request_digest<'py>(
     PyBytes::new(py, &hasher.digest128().to_be_bytes())
 }
 
+/// Drops the calling thread's key cache (`key_cache.rs`, up to about 18 MiB): a worker
+/// thread that ingested spool records (replay, deferred requests) gives that memory back once
+/// done; the decode threads keep theirs between requests.
+#[pyfunction]
+pub fn forget_key_cache() {
+    crate::key_cache::KEY_CACHE.with_borrow_mut(|cache| *cache = Default::default());
+}
+
 /// The value at quantile `q` of an explicit-bucket histogram (see `histogram_quantile.rs`);
 /// `None` when it is empty.
 #[pyfunction]

@@ -36,6 +36,10 @@ def request_digest(signal: str, tenant: str, request: bytes) -> bytes:
     field ended by a zero byte (the request last), big-endian. Equal bytes of one tenant are
     a resend."""
 
+def forget_key_cache() -> None:
+    """Drop the calling thread's cache of attribute sets and series keys (up to about 18 MiB):
+    what a worker thread that ingested spool records calls once done."""
+
 @final
 class RollupSettings:
     """How points are windowed into rollups."""

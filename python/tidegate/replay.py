@@ -13,12 +13,13 @@ were accepted for.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from tidegate._core import MetricsCore
+from tidegate._core import MetricsCore, forget_key_cache
 from tidegate.checkpoints import Checkpoint
 from tidegate.config import DEFAULT_TENANT
 from tidegate.errors import DecodeError
@@ -28,6 +29,9 @@ from tidegate.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 # While the writer's queue is full, the replay waits this long before looking again.
 FULL_QUEUE_PAUSE_SECONDS = 0.05
 
@@ -36,6 +40,21 @@ def record_tenant(record: SpoolRecord) -> str:
     """The tenant a spool record was accepted for; records written before tenants existed
     carry an empty one, which is the default tenant."""
     return record.tenant or DEFAULT_TENANT
+
+
+def releasing_key_cache(work: Callable[P, R]) -> Callable[P, R]:
+    """For the work of a worker thread that ingests spool records: the core's key cache this
+    thread built (up to about 18 MiB) is dropped once it returns; only the decode threads keep
+    theirs between requests."""
+
+    @functools.wraps(work)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return work(*args, **kwargs)
+        finally:
+            forget_key_cache()
+
+    return run
 
 
 def ingest_record(core: Any, record: SpoolRecord, *, deferred: bool = False) -> Any:
@@ -48,6 +67,7 @@ def ingest_record(core: Any, record: SpoolRecord, *, deferred: bool = False) -> 
     return core.ingest(record.payload, record.now_ns, record.seq, tenant=tenant)
 
 
+@releasing_key_cache
 def replay_metrics_rollups(
     core: MetricsCore, intake: Intake, checkpoint: Checkpoint, telemetry: Telemetry
 ) -> int:
@@ -82,6 +102,7 @@ def replay_metrics_rollups(
     return replayed
 
 
+@releasing_key_cache
 def replay_uncommitted(
     signal: str,
     core: Any,
@@ -144,6 +165,7 @@ async def catch_up(
             intake.deferred_waiting.clear()
 
 
+@releasing_key_cache
 def _ingest_deferred(
     signal: str,
     core: Any,

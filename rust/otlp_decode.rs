@@ -103,6 +103,16 @@ pub fn decode_lazy_attributes<'a>(view: &mut RequestView<'a>, lazy: &LazyAttribu
     Span::to_end(start, &view.kvs)
 }
 
+/// Decodes the attributes of point `i` of `view` into it, when a lazy decode left them
+/// undecoded.
+pub fn decode_lazy_point(view: &mut RequestView<'_>, i: usize) {
+    if let Some(n) = view.points[i].lazy.checked_sub(1) {
+        let fields = view.lazy[n as usize];
+        view.points[i].attributes = decode_lazy_attributes(view, &fields);
+        view.points[i].lazy = 0;
+    }
+}
+
 /// The view being built plus the stacks that keep nested lists contiguous in their arenas: a
 /// nested list's elements wait on a stack until the list ends (lists nested in it finish
 /// first and are moved to the arena before its own elements). Top-level attribute sets go

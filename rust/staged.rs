@@ -1,7 +1,7 @@
 //! What phase one of an ingest produces: validated points with their series keys, pre-encoded
 //! rows, and the request view they borrow names and attributes from.
 
-use crate::otlp_decode::decode_lazy_attributes;
+use crate::otlp_decode::decode_lazy_point;
 use crate::otlp_view::{DataKind, KeyValueView, MetricView, RequestView, ScopeView};
 
 use crate::reject::{Reason, Reject, Rejections};
@@ -112,14 +112,7 @@ impl<'a> StagedRequest<'a> {
     /// at `indexes` (their series rows need them).
     pub fn decode_lazy_attributes(&mut self, indexes: &[usize]) {
         for &i in indexes {
-            let point = self.points[i].origin.point as usize;
-            let lazy = self.view.points[point].lazy;
-            if lazy != 0 {
-                let fields = self.view.lazy[lazy as usize - 1];
-                let span = decode_lazy_attributes(&mut self.view, &fields);
-                let p = &mut self.view.points[point];
-                (p.attributes, p.lazy) = (span, 0);
-            }
+            decode_lazy_point(&mut self.view, self.points[i].origin.point as usize);
         }
     }
 

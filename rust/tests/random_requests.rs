@@ -239,6 +239,16 @@ pub fn unknown_fields(out: &mut Vec<u8>) {
     encode_key(103, WireType::EndGroup, out);
 }
 
+/// A request of one gauge metric `name` whose one data point is `point` (encoded by hand).
+pub fn wrap_gauge_point(name: &[u8], point: &[u8]) -> Vec<u8> {
+    let mut gauge = Vec::new();
+    ld(&mut gauge, 1, point);
+    let mut metric = Vec::new();
+    ld(&mut metric, 1, name);
+    ld(&mut metric, 5, &gauge);
+    wrap_metric(&metric)
+}
+
 /// Wraps metric bytes into a request with one resource and scope.
 pub fn wrap_metric(metric: &[u8]) -> Vec<u8> {
     let mut scope_metrics = Vec::new();

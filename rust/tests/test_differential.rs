@@ -11,7 +11,7 @@ use super::builder::*;
 use super::random_requests::*;
 use super::view_reference::{normalize, to_prost};
 use crate::decode::stage_request;
-use crate::otlp_decode::{decode_lazy_attributes, decode_request, decode_request_lazy};
+use crate::otlp_decode::{decode_lazy_point, decode_request, decode_request_lazy};
 use crate::otlp_view::RequestView;
 use crate::staged::Limits;
 
@@ -48,15 +48,9 @@ pub fn check(bytes: &[u8]) -> bool {
     }
 }
 
-/// Decodes the attributes a lazy decode left undecoded, as staging and series rows do.
+/// Decodes the attributes a lazy decode left undecoded, as series rows do.
 pub fn decode_every_lazy_point(view: &mut RequestView<'_>) {
-    for i in 0..view.points.len() {
-        if let Some(n) = view.points[i].lazy.checked_sub(1) {
-            let fields = view.lazy[n as usize];
-            view.points[i].attributes = decode_lazy_attributes(view, &fields);
-            view.points[i].lazy = 0;
-        }
-    }
+    (0..view.points.len()).for_each(|i| decode_lazy_point(view, i));
 }
 
 fn compare_staged(a: &[u8], b: &[u8]) {
@@ -170,12 +164,7 @@ fn nested_arrays(depth: usize, deepest_unknown: bool) -> Vec<u8> {
     ld(&mut kv, 2, &value);
     let mut point = number(T, 1.0, vec![]).encode_to_vec();
     ld(&mut point, 7, &kv);
-    let mut data = Vec::new();
-    ld(&mut data, 1, &point);
-    let mut metric = Vec::new();
-    ld(&mut metric, 1, b"cpu");
-    ld(&mut metric, 5, &data);
-    wrap_metric(&metric)
+    wrap_gauge_point(b"cpu", &point)
 }
 
 #[test]

@@ -127,12 +127,7 @@ fn attributes_split_by_other_fields_get_the_same_key() {
             f64_field(&mut p, 3, T);
         }
         f64_field(&mut p, 4, 1.5f64.to_bits());
-        let mut gauge = Vec::new();
-        ld(&mut gauge, 1, &p);
-        let mut metric = Vec::new();
-        ld(&mut metric, 1, b"split");
-        ld(&mut metric, 5, &gauge);
-        wrap_metric(&metric)
+        wrap_gauge_point(b"split", &p)
     };
     let (joined, split) = (point(false), point(true));
     let mut spare = Vec::new();

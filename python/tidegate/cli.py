@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from tidegate import __version__, config_cli, query_cli, sd_notify, tenants_cli, trace_cli
+from tidegate.allocator import keep_freed_memory
 from tidegate.config import Config, load
 from tidegate.daemon import Daemon
 from tidegate.errors import ConfigError, QueryError, SpoolError, StorageError
@@ -105,6 +106,8 @@ def _serve(args: argparse.Namespace) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    kept = keep_freed_memory()
+    log.info("allocators: %s", ", ".join(kept) or "as the environment sets them")
     try:
         return asyncio.run(_run(config, args.config))
     except (StorageError, SpoolError) as exc:

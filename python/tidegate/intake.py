@@ -136,6 +136,22 @@ class Intake:
         accepted. Raises SpoolFatalError when the spool cannot be written."""
         if self.spool is not None:
             await self.spool.append(record)
+        self.note_accepted(record, response)
+
+    def queue_durable(
+        self, record: SpoolRecord, durable: asyncio.Future[None], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """From any thread (the decode thread that ingested it): queue an ingested request
+        in the spool. ``durable``, a future of ``loop``, resolves once the request is fsynced
+        (at once without a spool), or fails as ``persist`` would; the loop then calls
+        ``note_accepted``. Raises at once what the spool refuses at once."""
+        if self.spool is not None:
+            self.spool.submit(record, durable, loop)
+        else:
+            loop.call_soon_threadsafe(_resolve, durable)
+
+    def note_accepted(self, record: SpoolRecord, response: bytes) -> None:
+        """Remember a durable request as accepted (see ``remember``)."""
         self.remember(record.seq, Accepted(record.request_hash, response, record.now_ns))
 
     def remember(self, seq: int, accepted: Accepted) -> None:
@@ -188,6 +204,11 @@ class Intake:
     async def close(self) -> None:
         if self.spool is not None:
             await self.spool.close()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # cancelled by its caller
+        future.set_result(None)
 
 
 def spool_id(directory: Path) -> str:

@@ -238,19 +238,15 @@ class Receiver:
                     self._executor, signal.check, request, now_ns, tenant
                 )
                 intake.defer(summary.seq)
+                # It has a sequence number now (deferred): it must reach the spool, or the
+                # writer would wait for it forever. `export` runs this in a task that the
+                # call's cancellation does not reach.
+                record = SpoolRecord(summary.seq, now_ns, tenant, digest, request)
+                appending = time.perf_counter()
+                await intake.persist(record, summary.response)
+                self._observe_append(signal, appending)
             else:
-                summary = await loop.run_in_executor(
-                    self._executor, signal.ingest, request, now_ns, tenant
-                )
-            # It has a sequence number now (in the core, or deferred): it must reach the spool,
-            # or the writer would wait for it forever. `export` runs this in a task that the
-            # call's cancellation does not reach.
-            record = SpoolRecord(summary.seq, now_ns, tenant, digest, request)
-            appending = time.perf_counter()
-            await signal.intake.persist(record, summary.response)
-            self._telemetry.spool_append_duration.labels(signal.name).observe(
-                time.perf_counter() - appending
-            )
+                summary = await self._ingest_durably(signal, request, now_ns, tenant, digest)
         finally:
             self._in_flight_calls -= 1
             self._in_flight_bytes -= len(request)
@@ -258,6 +254,40 @@ class Receiver:
         self._limiter.charge(tenant, signal.name, signal.accepted(summary))
         response: bytes = summary.response
         return response
+
+    async def _ingest_durably(
+        self, signal: Signal, request: bytes, now_ns: int, tenant: str, digest: bytes
+    ) -> Any:
+        """Ingest in a decode thread, which then queues the request in the spool itself: the
+        event loop wakes once the spool's group is fsynced, not also between the ingest and
+        the append. Returns the core's summary."""
+        loop = asyncio.get_running_loop()
+        durable: asyncio.Future[None] = loop.create_future()
+        ingested: list[tuple[Any, SpoolRecord, float]] = []
+
+        def ingest_and_queue() -> None:
+            try:
+                summary = signal.ingest(request, now_ns, tenant)
+                # It has a sequence number now: it must reach the spool, or the writer would
+                # wait for it forever. `export` awaits this in a task that the call's
+                # cancellation does not reach.
+                record = SpoolRecord(summary.seq, now_ns, tenant, digest, request)
+                ingested.append((summary, record, time.perf_counter()))
+                signal.intake.queue_durable(record, durable, loop)
+            except Exception as exc:  # noqa: BLE001 - answered on the loop, with its status
+                loop.call_soon_threadsafe(_fail, durable, exc)
+
+        self._executor.submit(ingest_and_queue)
+        await durable
+        summary, record, appending = ingested[0]
+        self._observe_append(signal, appending)
+        signal.intake.note_accepted(record, summary.response)
+        return summary
+
+    def _observe_append(self, signal: Signal, appending: float) -> None:
+        self._telemetry.spool_append_duration.labels(signal.name).observe(
+            time.perf_counter() - appending
+        )
 
     def _duplicate(self, signal: Signal, tenant: str, response: bytes, started: float) -> bytes:
         tm = self._telemetry
@@ -317,6 +347,11 @@ class Receiver:
                 self._spool_full_since = None
             return
         raise BackpressureError(reason, ingest.retry_after_seconds)
+
+
+def _fail(future: asyncio.Future[None], error: Exception) -> None:
+    if not future.done():  # cancelled by its caller
+        future.set_exception(error)
 
 
 def _settle_marker(

@@ -151,6 +151,14 @@ class Spool:
         withdraw the record."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        self.submit(record, future, loop)
+        await future
+
+    def submit(
+        self, record: SpoolRecord, future: asyncio.Future[None], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Queue ``record`` from any thread; ``future`` (of ``loop``) gets its outcome as
+        ``append`` would. Raises at once what ``append`` raises at once."""
         with self._lock:
             if self._failure is not None:
                 raise self._fatal_error()
@@ -162,7 +170,6 @@ class Spool:
                     f"restart, above recovery.max_seq ({self.recovery.max_seq})"
                 )
             self._queue.put(_Pending(record, future, loop))
-        await future
 
     def add_fatal_listener(self, callback: Callable[[BaseException], None]) -> None:
         """Call ``callback`` once with the SpoolFatalError if a write or fsync fails (at once if

@@ -87,8 +87,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(python::histogram_quantile, m)?)?;
     m.add_function(wrap_pyfunction!(python::request_digest, m)?)?;
     m.add_function(wrap_pyfunction!(python::forget_key_cache, m)?)?;
-    m.add_function(wrap_pyfunction!(python::set_freed_memory_delay, m)?)?;
-    m.add_function(wrap_pyfunction!(python::freed_memory_delay, m)?)?;
     m.add_class::<python_spool::SpoolGroupWriter>()?;
     m.add_class::<python_traces::TraceSettings>()?;
     m.add_class::<python_traces::TraceCore>()?;

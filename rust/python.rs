@@ -177,25 +177,6 @@ pub fn forget_key_cache() {
     crate::key_cache::KEY_CACHE.with_borrow_mut(|cache| *cache = Default::default());
 }
 
-/// mimalloc's `purge_delay` option: how long memory the core freed stays mapped before it
-/// goes back to the kernel (-1: never). See `tidegate/allocator.py`.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Keeps memory the core frees for `ms` milliseconds before giving it back to the kernel,
-/// so that the next batch reuses it instead of faulting zeroed pages in again.
-#[pyfunction]
-pub fn set_freed_memory_delay(ms: std::ffi::c_long) {
-    // SAFETY: sets one option of the allocator, a plain store that mimalloc reads later.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
-}
-
-/// How long memory the core frees stays mapped, in milliseconds (-1: for ever).
-#[pyfunction]
-pub fn freed_memory_delay() -> std::ffi::c_long {
-    // SAFETY: reads one option of the allocator.
-    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
-}
-
 /// The value at quantile `q` of an explicit-bucket histogram (see `histogram_quantile.rs`);
 /// `None` when it is empty.
 #[pyfunction]

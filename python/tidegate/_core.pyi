@@ -40,13 +40,6 @@ def forget_key_cache() -> None:
     """Drop the calling thread's cache of attribute sets and series keys (up to about 18 MiB):
     what a worker thread that ingested spool records calls once done."""
 
-def set_freed_memory_delay(ms: int) -> None:
-    """Keep memory the core frees mapped for ``ms`` milliseconds (-1: for ever) before it
-    goes back to the kernel (see ``tidegate.allocator``)."""
-
-def freed_memory_delay() -> int:
-    """How long memory the core frees stays mapped, in milliseconds (-1: for ever)."""
-
 @final
 class RollupSettings:
     """How points are windowed into rollups."""

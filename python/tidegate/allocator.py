@@ -1,16 +1,17 @@
-"""How long the daemon's allocators keep the memory they free.
+"""How long C malloc keeps the memory the daemon frees.
 
 Under load the daemon frees and allocates blocks of the same sizes over and over: each
-request's bytes and gRPC's receive buffers (C malloc), the core's batches and key tables
-(mimalloc). With their defaults both give freed memory back to the kernel at once (glibc
-trims the top of a heap past 128 KiB) or soon after (mimalloc, after a second), so the next
-allocation of the same size faults the pages in again and the kernel zeroes them: about
-11,000 page faults a second at 600,000 points/s, about 4 % of the daemon's CPU.
+request's bytes (about 150 KB) and gRPC's receive buffers. With its defaults glibc trims the
+top of a heap as soon as 128 KiB lie free there (a little more once its thresholds have
+adapted), so the next allocation of the same size faults the pages in again and the kernel
+zeroes them: about 11,000 page faults a second at 600,000 points/s, with the core's own
+allocator (mimalloc), about 4 % of the daemon's CPU.
 
-``keep_freed_memory`` keeps that memory mapped instead: the core's for ten seconds, glibc's
-heaps until 64 MiB lie free at their top, blocks under 4 MiB taken from the heaps rather than
-mapped one by one. What is kept is bounded by what the daemon used at its peak, which its
-RSS already shows. An environment variable of either allocator, when set, wins.
+``keep_freed_memory`` keeps glibc's heaps until 64 MiB lie free at their top, and takes blocks
+under 4 MiB from the heaps instead of mapping each on its own. What is kept is bounded by what
+the daemon used at its peak. ``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_MMAP_THRESHOLD_`` in the
+environment win. mimalloc's own delay (a second) stays: ten seconds took the peak RSS at 1 M
+series from about 1.8 to 2.3 GB (``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -20,40 +21,29 @@ import logging
 import os
 import platform
 
-from tidegate._core import set_freed_memory_delay
-
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-# mimalloc (the core): how long freed memory stays mapped, in milliseconds.
-CORE_FREED_MEMORY_MS = 10_000
-# glibc: free bytes at the top of a heap before it is trimmed, and the size from which a block
-# is mapped on its own (and unmapped when freed).
-GLIBC_TRIM_THRESHOLD = 64 * MIB
-GLIBC_MMAP_THRESHOLD = 4 * MIB
+# Free bytes at the top of a heap before it is trimmed, and the size from which a block is
+# mapped on its own (and unmapped when freed).
+TRIM_THRESHOLD = 64 * MIB
+MMAP_THRESHOLD = 4 * MIB
 # mallopt's parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
 def keep_freed_memory() -> list[str]:
-    """Set both allocators as above; returns what was set, for a log line."""
-    settings = []
-    if "MIMALLOC_PURGE_DELAY" not in os.environ:
-        set_freed_memory_delay(CORE_FREED_MEMORY_MS)
-        settings.append(f"core keeps freed memory {CORE_FREED_MEMORY_MS} ms")
-    if platform.libc_ver()[0] == "glibc":
-        settings += _glibc_thresholds()
-    return settings
-
-
-def _glibc_thresholds() -> list[str]:
+    """Set glibc's thresholds as above (nothing on another C library); returns what was set,
+    for a log line."""
+    if platform.libc_ver()[0] != "glibc":
+        return []
     mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     settings = []
     for variable, parameter, value in (
-        ("MALLOC_TRIM_THRESHOLD_", _M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD),
-        ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD),
+        ("MALLOC_TRIM_THRESHOLD_", _M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, MMAP_THRESHOLD),
     ):
         if variable in os.environ:
             continue

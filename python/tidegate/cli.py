@@ -107,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     kept = keep_freed_memory()
-    log.info("allocators: %s", ", ".join(kept) or "as the environment sets them")
+    log.info("malloc: %s", ", ".join(kept) or "left as the environment or C library sets it")
     try:
         return asyncio.run(_run(config, args.config))
     except (StorageError, SpoolError) as exc:

@@ -18,6 +18,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -106,7 +109,10 @@ class Receiver:
         self._accepting: set[asyncio.Future[bytes]] = set()
         # The Rust core releases the GIL, so these threads decode in parallel.
         self._executor = ThreadPoolExecutor(
-            max_workers=config.ingest.decode_threads, thread_name_prefix="tidegate-decode"
+            max_workers=config.ingest.decode_threads,
+            thread_name_prefix="tidegate-decode",
+            initializer=make_thread_nicer,
+            initargs=(config.ingest.decode_thread_niceness,),
         )
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
@@ -375,3 +381,21 @@ def _log_unanswered(signal: str, accepting: asyncio.Future[bytes]) -> None:
         log.error("%s request of a call that went away failed", signal, exc_info=error)
     else:
         log.info("%s request of a call that went away was not accepted: %s", signal, error)
+
+
+def make_thread_nicer(niceness: int) -> None:
+    """Lower the calling thread's CPU priority by ``niceness`` steps (up to nice 19).
+
+    For the decode threads: the event loop answers every call and hands every request to
+    them, and each time one of them preempts it, every call waits (bench/RESULTS.md). Linux
+    keeps a priority per thread; elsewhere this would renice the whole process, so it does
+    nothing there.
+    """
+    if niceness == 0 or not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + niceness))
+    except OSError as exc:
+        log.warning("%s keeps its CPU priority: %s", threading.current_thread().name, exc)

@@ -31,6 +31,7 @@ def test_full_file_sets_every_section() -> None:
     assert config.ingest.flush_interval_seconds == 0.5
     assert config.ingest.retry_after_seconds == 2.0
     assert config.ingest.max_in_flight_bytes == 128 * 1024 * 1024
+    assert config.ingest.decode_thread_niceness == 3
     assert config.shutdown_timeout_seconds == 10.0
     assert config.log_level == "warning"
     assert config.rollups.window_seconds == 30
@@ -109,6 +110,8 @@ def test_environment_overrides_file_and_flags_override_environment() -> None:
         ({"TIDEGATE_INGEST_FLUSH_POINTS": "many"}, "ingest.flush_points must be int"),
         ({"TIDEGATE_GRPC_LISTEN": "4317"}, "grpc.listen must be host:port"),
         ({"TIDEGATE_INGEST_DECODE_THREADS": "0"}, "ingest.decode_threads must be a finite"),
+        ({"TIDEGATE_INGEST_DECODE_THREAD_NICENESS": "20"}, "decode_thread_niceness must be betw"),
+        ({"TIDEGATE_INGEST_DECODE_THREAD_NICENESS": "-1"}, "decode_thread_niceness must be betw"),
         ({"TIDEGATE_INGEST_RETRY_AFTER_SECONDS": "inf"}, "ingest.retry_after_seconds must be a"),
         ({"TIDEGATE_INGEST_FLUSH_INTERVAL_SECONDS": "nan"}, "flush_interval_seconds must be a"),
         (

@@ -10,7 +10,7 @@ allocator (mimalloc), about 4 % of the daemon's CPU.
 ``keep_freed_memory`` keeps glibc's heaps until 64 MiB lie free at their top, and takes blocks
 under 4 MiB from the heaps instead of mapping each on its own. What is kept is bounded by what
 the daemon used at its peak. ``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_MMAP_THRESHOLD_`` in the
-environment win. mimalloc's own delay (a second) stays: ten seconds took the peak RSS at 1 M
+environment win. mimalloc's own delay (10 ms) stays: ten seconds took the peak RSS at 1 M
 series from about 1.8 to 2.3 GB (``docs/architecture.md``).
 """
 

@@ -6,7 +6,6 @@ use crate::otlp_decode::{Decoder, Fail, Res};
 use crate::otlp_view::{AnyView, BucketsView, DataKind, KeyValueView, NumberValue, PointView};
 use crate::otlp_view::{LazyAttributes, Quantile, Span};
 use crate::wire::{repeated_fixed64, repeated_varint, zigzag32, Reader};
-use xxhash_rust::xxh3::xxh3_128;
 
 use DataKind::{ExponentialHistogram as Exp, Gauge, Histogram, Sum, Summary};
 
@@ -120,20 +119,22 @@ impl<'a> Decoder<'a> {
             return self.attribute_fields(bytes, tag, ctx);
         }
         let fields = run.map_or(&[][..], |(start, end)| &bytes[start..end]);
-        let digest = xxh3_128(fields);
         let context = u64::from(tag) << 32 | u64::from(ctx);
-        if let Some(set) = KEY_CACHE.with_borrow(|c| c.set_of(digest, context, fields)) {
-            p.attribute_set = set;
-            if !fields.is_empty() {
-                self.view.lazy.push(LazyAttributes {
-                    bytes: fields,
-                    tag,
-                    ctx,
-                });
-                p.lazy = self.view.lazy.len() as u32;
+        let digest = match KEY_CACHE.with_borrow_mut(|c| c.find_set(context, fields)) {
+            Ok(set) => {
+                p.attribute_set = set;
+                if !fields.is_empty() {
+                    self.view.lazy.push(LazyAttributes {
+                        bytes: fields,
+                        tag,
+                        ctx,
+                    });
+                    p.lazy = self.view.lazy.len() as u32;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
+            Err(digest) => digest,
+        };
         self.attribute_fields(fields, tag, ctx)?;
         p.attribute_set = KEY_CACHE.with_borrow_mut(|c| c.note_set(digest, context, fields));
         Ok(())

@@ -369,3 +369,87 @@ fn metric_prefixes_are_kept_within_their_budget() {
         assert!(KEY_CACHE.with_borrow(|cache| cache.prefix_bytes()) <= MAX_PREFIX_BYTES);
     }
 }
+
+/// Sets kept under made-up digests can be found only by guessing that they follow the set
+/// before them, so these tests see when `find_set` guesses.
+fn keep(cache: &mut KeyCache, digest: Option<u128>, context: u64, fields: &[u8]) -> u32 {
+    let real = cache.find_set(context, fields).unwrap_err();
+    cache.note_set(digest.unwrap_or(real), context, fields)
+}
+
+#[test]
+fn the_set_after_the_last_one_is_found_by_its_bytes() {
+    let mut cache = KeyCache::default();
+    let first = keep(&mut cache, None, 1, b"first");
+    let second = keep(&mut cache, Some(2), 1, b"second");
+    let third = keep(&mut cache, Some(3), 1, b"third");
+    assert_eq!((first, second, third), (1, 2, 3));
+    cache.begin_decode();
+    assert_eq!(cache.find_set(1, b"first"), Ok(first)); // by its digest
+    assert_eq!(cache.find_set(1, b"second"), Ok(second)); // guessed
+    assert_eq!(cache.find_set(1, b"third"), Ok(third));
+    // Only the same bytes read at the same place: another place, other bytes, another order.
+    assert_eq!(cache.find_set(1, b"first"), Ok(first));
+    assert!(cache.find_set(2, b"second").is_err());
+    assert_eq!(cache.find_set(1, b"first"), Ok(first));
+    assert!(cache.find_set(1, b"secone").is_err());
+    assert!(cache.find_set(1, b"third").is_err());
+    // The same ids whichever way they are found.
+    assert_eq!(cache.find_set(1, b"first"), Ok(first));
+    assert_eq!(cache.find_set(1, b"second"), Ok(second));
+}
+
+#[test]
+fn a_request_in_another_order_stops_guessing() {
+    let mut cache = KeyCache::default();
+    let first = keep(&mut cache, None, 1, b"first");
+    let second = keep(&mut cache, Some(2), 1, b"second");
+    cache.begin_decode();
+    for _ in 0..8 {
+        assert_eq!(cache.find_set(1, b"first"), Ok(first));
+        assert!(cache.find_set(1, b"unknown").is_err()); // a missed guess each
+    }
+    assert_eq!(cache.find_set(1, b"first"), Ok(first));
+    assert!(
+        cache.find_set(1, b"second").is_err(),
+        "no guess after 8 misses"
+    );
+    cache.begin_decode();
+    assert_eq!(cache.find_set(1, b"first"), Ok(first));
+    assert_eq!(cache.find_set(1, b"second"), Ok(second), "guessing again");
+}
+
+#[test]
+fn a_set_keeps_its_keys_under_several_prefixes_until_they_are_forgotten() {
+    let limits = |max_attributes| crate::attributes::AttributeLimits {
+        max_attributes,
+        max_value_bytes: 100,
+    };
+    let mut cache = KeyCache::default();
+    cache.begin_stage(limits(10));
+    let set = keep(&mut cache, None, 1, b"fields");
+    let (one, two) = (
+        SeriesKey::of_canonical(b"one"),
+        SeriesKey::of_canonical(b"two"),
+    );
+    cache.insert(0, set, one);
+    cache.insert(1, set, two);
+    cache.insert(1, set, two);
+    assert_eq!(
+        (cache.get(0, set), cache.get(1, set)),
+        (Some(one), Some(two))
+    );
+    assert_eq!(cache.get(2, set), None);
+    assert_eq!(cache.len(), 2);
+    // Other limits: every key goes, the one beside the set too.
+    cache.begin_stage(limits(5));
+    assert_eq!(
+        (cache.get(0, set), cache.get(1, set), cache.len()),
+        (None, None, 0)
+    );
+    cache.insert(1, set, two);
+    assert_eq!(
+        (cache.get(0, set), cache.get(1, set), cache.len()),
+        (None, Some(two), 1)
+    );
+}

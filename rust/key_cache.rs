@@ -19,11 +19,11 @@
 //! so no crafted hash collision can give a point another series' key.
 //!
 //! Sets are kept in the order they were first seen, their bytes one after the other, and a
-//! set's key under its first prefix beside it. An exporter sends its series in the same order
-//! export after export, so the set after the one a point had is tried first, bytes compared
-//! (`find_set`): that walks the kept sets in memory order instead of hashing the fields and
-//! reading a random slot of a table, which missed the CPU caches at every point. A request
-//! whose points come in another order stops trying after a few misses.
+//! set's key under its first prefix beside it. An exporter usually sends its series in the
+//! same order export after export, so the set after the one a point had is tried first, bytes
+//! compared (`find_set`): that walks the kept sets in memory order instead of hashing the
+//! fields and reading a random slot of a table, which missed the CPU caches at every point. A
+//! request whose points come in another order stops trying after a few misses.
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
